@@ -1,0 +1,41 @@
+"""gunicorn settings for Frugal (used by `frugal serve` and the Docker image).
+
+The app is created in the master (``preload_app``) so a bad setting stops start-up once, with a
+message naming the variable; everything with a thread, socket or onnxruntime session is created
+lazily in each worker after the fork (service/runtime.py).
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("FRUGAL_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("FRUGAL_WEB_WORKERS", max(2, multiprocessing.cpu_count())))
+threads = int(os.environ.get("FRUGAL_WEB_THREADS", "4"))
+worker_class = "gthread"
+preload_app = True
+timeout = 30
+graceful_timeout = 30          # time a worker has to flush its event log on SIGTERM
+keepalive = 5
+max_requests = 0
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("FRUGAL_LOG_LEVEL", "info").lower()
+
+
+def post_fork(server, worker):
+    # Drop connections inherited from the master; the Runtime re-creates per-process objects.
+    app = worker.app.wsgi()
+    runtime = app.extensions.get("frugal")
+    if runtime is not None:
+        runtime.db.engine.dispose(close=False)
+
+
+def worker_exit(server, worker):
+    # SIGTERM (or max_requests): flush the event log, or spool it to disk if the database is down.
+    try:
+        app = worker.wsgi
+    except AttributeError:
+        return
+    runtime = getattr(app, "extensions", {}).get("frugal")
+    if runtime is not None:
+        runtime.close()

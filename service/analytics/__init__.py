@@ -1,0 +1,1 @@
+"""From events to decisions: roll-ups (``rollup``), analysis (``analyze``) and actions (``actions``)."""

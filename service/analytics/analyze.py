@@ -1,0 +1,149 @@
+"""The analysis use case: read roll-ups (never raw events), call ``analysis.decide``, store the result.
+
+One analysis per (experiment, slot): a scheduled run uses the slot of its beat tick, an on-demand
+run the id of its task, so a redelivered task finds its analysis already stored and stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from analysis.decision import ArmData, DecisionConfig, ExperimentData, decide
+from analysis.sketch import LatencySketch
+from analysis.sufficient import Moments
+from service.errors import NotFound
+from service.store import analyses as analysis_store
+from service.store import experiments as experiment_store
+from service.store import rollups as rollup_store
+from service.store.analyses import AnalysisRecord
+from service.store.database import Database
+from service.store.experiments import ExperimentRecord
+
+
+@dataclass(frozen=True)
+class ArmTotals:
+    stats: dict[str, Any]
+
+    def moments(self, name: str) -> Moments:
+        m = self.stats[name]
+        return Moments(int(m["n"]), float(m["sum"]), max(float(m["sum_sq"]), 0.0))
+
+
+def phase_totals(session, experiment_id: int, phase: int) -> dict[str, dict[str, Any]]:
+    """Sum of every bucket of this phase, per arm."""
+    from service.analytics.rollup import empty_stats, merge_stats
+
+    totals = {"champion": empty_stats(), "challenger": empty_stats()}
+    for row in rollup_store.buckets_for(session, experiment_id, phase):
+        totals[row.arm] = merge_stats(totals[row.arm], row.stats)
+    return totals
+
+
+def decision_config(definition: dict[str, Any]) -> DecisionConfig:
+    metric, design, guard = definition["metric"], definition["design"], definition.get("guardrails") or {}
+    slo = guard.get("latency")
+    return DecisionConfig(
+        metric_kind=metric["kind"], higher_is_better=metric["higher_is_better"], margin=metric["margin"],
+        margin_type=metric["margin_type"], alpha=design["alpha"], power=design["power"],
+        planned_n_per_arm=design["planned_n_per_arm"], method=design["method"],
+        latency_threshold_ms=slo["threshold_ms"] if slo else None, latency_max_share=slo["max_share"] if slo else None,
+        cost_must_be_lower=guard.get("cost_must_be_lower", True),
+    )
+
+
+def _arm(totals: dict[str, Any], exposures: int) -> ArmData:
+    t = ArmTotals(totals)
+    sketch = LatencySketch.from_dict(totals["latency_sketch"]) if totals.get("latency_sketch") else None
+    return ArmData(exposures=exposures, predictions=int(totals["predictions"]), outcomes=int(totals["quality"]["n"]),
+                   quality=t.moments("quality"), latency=sketch, latency_n=int(totals["latency"]["n"]),
+                   latency_slow=int(totals["latency_slow"]), cost=t.moments("cost"))
+
+
+def experiment_data(session, record: ExperimentRecord, looks: tuple[float, ...]) -> tuple[ExperimentData, dict[str, Any]]:
+    totals = phase_totals(session, record.id, record.current_phase)
+    if record.mode == "ab":
+        units = rollup_store.exposure_counts(session, record.id, record.current_phase)
+        exposures = {arm: units.get(arm, 0) for arm in ("champion", "challenger")}
+        crossover = rollup_store.crossover_units(session, record.id, record.current_phase)
+    else:
+        exposures = {arm: int(totals[arm]["predictions"]) for arm in ("champion", "challenger")}
+        crossover = 0
+    weights = tuple(w / 10_000 for w in record.phase.weights_bp)
+    paired = ArmTotals(totals["challenger"]).moments("paired") if record.mode == "shadow" else None
+    data = ExperimentData(mode=record.mode, champion=_arm(totals["champion"], exposures["champion"]),
+                          challenger=_arm(totals["challenger"], exposures["challenger"]), paired_quality=paired,
+                          expected_weights=weights if record.mode == "ab" else (1.0, 1.0),
+                          units_in_both_arms=crossover, looks=looks)
+    snapshot = {"phase": record.current_phase, "totals": totals, "exposures": exposures, "crossover_units": crossover,
+                "expected_weights": list(data.expected_weights), "looks": list(looks)}
+    return data, snapshot
+
+
+def information_fraction(result: dict[str, Any], planned: int) -> float | None:
+    n = (result.get("inputs") or {}).get("information_n")
+    return None if n is None else min(float(n) / planned, 1.0)
+
+
+def analyze(db: Database, experiment_ref: str | int, slot: str) -> tuple[AnalysisRecord, bool]:
+    """Analyse the experiment's current phase for ``slot``; returns (analysis, created now?)."""
+    now = datetime.now(timezone.utc)
+    with db.unit_of_work() as session:
+        record = experiment_store.get(session, experiment_id=int(experiment_ref)) if str(experiment_ref).isdigit() \
+            else experiment_store.get(session, name=str(experiment_ref))
+        if record is None:
+            raise NotFound(f"no experiment {experiment_ref!r}")
+        existing = analysis_store.by_slot(session, record.id, slot)
+        if existing is not None:
+            return existing, False
+        previous = analysis_store.history(session, record.id, record.current_phase)
+        looks = tuple(p.parameters.get("information_fraction") for p in previous if p.parameters.get("information_fraction") is not None)
+        config = decision_config(record.definition)
+        data, snapshot = experiment_data(session, record, looks)
+        decision = decide(data, config)
+        result = decision.to_dict()
+        info_n = data.paired_quality.n if record.mode == "shadow" and data.paired_quality else min(
+            data.champion.quality.n, data.challenger.quality.n)
+        parameters = {**result.get("parameters", {}), "config": config.__dict__ if hasattr(config, "__dict__") else {},
+                      "information_fraction": min(info_n / config.planned_n_per_arm, 1.0)}
+        inputs = {"snapshot": snapshot, "decision_inputs": result.get("inputs", {})}
+        digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+        stored = analysis_store.insert(
+            session, experiment_id=record.id, phase=record.current_phase, slot=slot, inputs_digest=digest,
+            method=result.get("method", config.method), parameters=_jsonable(parameters), inputs=_jsonable(inputs),
+            results=_jsonable(result), decision=result["decision"], explanation=result.get("explanation", ""), created_at=now)
+        return stored, True
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=_default))
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, float):
+        return None
+    return str(value)
+
+
+def latest(db: Database, experiment_ref: str) -> AnalysisRecord:
+    from service.experiments import resolve
+
+    with db.unit_of_work() as session:
+        record = resolve(session, experiment_ref)
+        found = analysis_store.latest(session, record.id)
+    if found is None:
+        raise NotFound(f"experiment {record.name} has not been analysed yet: POST /v1/experiments/{record.id}/analyze")
+    return found
+
+
+def page(db: Database, experiment_ref: str, *, limit: int, offset: int) -> tuple[list[AnalysisRecord], int]:
+    from service.experiments import resolve
+
+    with db.unit_of_work() as session:
+        record = resolve(session, experiment_ref)
+        return analysis_store.page(session, record.id, limit=limit, offset=offset)

@@ -1,0 +1,176 @@
+"""The roll-up: fold new predictions and outcomes into per (experiment, phase, arm, hour) statistics.
+
+Exactly-once by construction: a (prediction, outcome) pair is counted in the run where the later
+of the two first falls at or below the watermarks, so a late outcome still counts, once, in its
+prediction's bucket.  The watermark rows are locked for the whole transaction, so two workers (or a
+redelivered task) serialise, and the second finds nothing new.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from analysis.sketch import LatencySketch
+from service.store import rollups as store
+from service.store.database import Database
+
+MOMENTS = ("latency", "inference", "cost", "quality", "paired")
+COUNTS = ("predictions", "served", "fallbacks", "cache_hits", "outcomes", "latency_slow")
+
+
+def empty_stats() -> dict[str, Any]:
+    stats: dict[str, Any] = {name: 0 for name in COUNTS}
+    stats.update({name: {"n": 0, "sum": 0.0, "sum_sq": 0.0} for name in MOMENTS})
+    stats["latency_sketch"] = None
+    return stats
+
+
+def merge_stats(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = empty_stats()
+    for name in COUNTS:
+        out[name] = a.get(name, 0) + b.get(name, 0)
+    for name in MOMENTS:
+        x, y = a.get(name) or {}, b.get(name) or {}
+        out[name] = {k: x.get(k, 0) + y.get(k, 0) for k in ("n", "sum", "sum_sq")}
+    sketches = [LatencySketch.from_dict(s) for s in (a.get("latency_sketch"), b.get("latency_sketch")) if s]
+    out["latency_sketch"] = (sketches[0] + sketches[1]).to_dict() if len(sketches) == 2 else (sketches[0].to_dict() if sketches else None)
+    return out
+
+
+def quality_value(kind: str, prediction: float | None, label: str | None, outcome: float) -> float | None:
+    """The per-request quality value the experiment's metric defines."""
+    if kind == "outcome":
+        return float(outcome)
+    if prediction is None:
+        if kind == "accuracy" and label is not None:
+            return 1.0 if label == _label(outcome) else 0.0
+        return None
+    if kind == "accuracy":
+        return 1.0 if float(prediction) == float(outcome) else 0.0
+    diff = float(prediction) - float(outcome)
+    return abs(diff) if kind == "absolute_error" else diff * diff
+
+
+def _label(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _hour(ts: datetime) -> datetime:
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+def _add(m: dict[str, float], x: float) -> None:
+    m["n"] += 1
+    m["sum"] += x
+    m["sum_sq"] += x * x
+
+
+@dataclass(frozen=True)
+class RollupResult:
+    predictions: int
+    late_outcomes: int
+    paired: int
+    buckets: int
+    watermarks: tuple[int, int]
+
+
+def run_rollup(db: Database) -> RollupResult:
+    now = datetime.now(timezone.utc)
+    with db.unit_of_work() as session:
+        marks = store.lock_watermarks(session, now)
+        wp_old, wo_old = marks["predictions"], marks["outcomes"]
+        wp_new, wo_new = store.committed_max_ids(session)
+        if wp_new <= wp_old and wo_new <= wo_old:
+            return RollupResult(0, 0, 0, 0, (wp_old, wo_old))
+        fresh = store.new_predictions(session, wp_old, wp_new, wo_new) if wp_new > wp_old else []
+        late = store.late_outcome_pairs(session, wo_old, wo_new, wp_old) if wo_new > wo_old else []
+        experiments = store.experiment_settings(session, {r.experiment_id for r in fresh} | {r.experiment_id for r in late})
+
+        deltas: dict[tuple, dict[str, Any]] = defaultdict(empty_stats)
+        latencies: dict[tuple, list[float]] = defaultdict(list)
+        exposures: dict[tuple, dict[str, Any]] = {}
+
+        def definition(exp_id: int) -> dict[str, Any]:
+            return experiments[exp_id]["definition"]
+
+        for r in fresh:
+            key = (r.experiment_id, r.phase, r.arm, _hour(r.created_at))
+            d = deltas[key]
+            d["predictions"] += 1
+            d["served"] += int(r.served)
+            d["fallbacks"] += int(r.fallback_reason is not None)
+            d["cache_hits"] += int(r.cache_hit)
+            _add(d["latency"], r.latency_ms)
+            _add(d["inference"], r.inference_ms)
+            _add(d["cost"], r.cost)
+            latencies[key].append(r.latency_ms)
+            slo = (definition(r.experiment_id).get("guardrails") or {}).get("latency")
+            if slo and r.latency_ms > slo["threshold_ms"]:
+                d["latency_slow"] += 1
+            if r.served:
+                exposures[(r.experiment_id, r.phase, r.unit_id, r.arm)] = None
+        for r in list(fresh) + list(late):
+            if r.outcome is None:
+                continue
+            metric = definition(r.experiment_id)["metric"]
+            value = quality_value(metric["quality"], r.prediction, r.label, r.outcome)
+            if value is None:
+                continue
+            key = (r.experiment_id, r.phase, r.arm, _hour(r.created_at))
+            deltas[key]["outcomes"] += 1
+            _add(deltas[key]["quality"], value)
+
+        paired = _paired(session, experiments, fresh, late, wp_old, wo_old, wp_new, deltas)
+
+        for key, values in latencies.items():
+            sketch = LatencySketch()
+            sketch.add_many(values)
+            deltas[key]["latency_sketch"] = sketch.to_dict()
+
+        existing = store.load_buckets(session, set(deltas))
+        for key, delta in deltas.items():
+            row = existing.get((key[0], key[1], key[2], key[3]))
+            store.save_bucket(session, row, key, merge_stats(row.stats, delta) if row else merge_stats(empty_stats(), delta), now)
+        store.add_exposures(session, [
+            {"experiment_id": e, "phase": p, "unit_id": u, "arm": a, "first_seen_at": now} for (e, p, u, a) in exposures])
+        store.set_watermarks(session, max(wp_new, wp_old), max(wo_new, wo_old), now)
+        return RollupResult(len(fresh), len(late), paired, len(deltas), (wp_new, wo_new))
+
+
+def _paired(session, experiments, fresh, late, wp_old, wo_old, wp_new, deltas) -> int:
+    """Shadow experiments: challenger-minus-champion quality per request, counted once when the
+    request's last piece (either prediction row or the outcome) has been rolled up."""
+    shadow = {e for e, s in experiments.items() if s["mode"] == "shadow"}
+    request_ids = sorted({r.request_id for r in list(fresh) + list(late) if r.experiment_id in shadow})
+    if not request_ids:
+        return 0
+    rows = store.shadow_partners(session, request_ids, wp_new)
+    outcomes = {r.request_id: (r.outcome, r.outcome_id) for r in list(fresh) + list(late) if r.outcome is not None}
+    by_request: dict[str, dict[str, Any]] = defaultdict(dict)
+    for r in rows:
+        if r.experiment_id in shadow:
+            by_request[r.request_id][r.arm] = r
+    count = 0
+    for request_id, arms in by_request.items():
+        if "champion" not in arms or "challenger" not in arms or request_id not in outcomes:
+            continue
+        outcome, outcome_id = outcomes[request_id]
+        max_pid = max(arms["champion"].id, arms["challenger"].id)
+        if max_pid <= wp_old and outcome_id <= wo_old:
+            continue  # counted in an earlier run
+        chall, champ = arms["challenger"], arms["champion"]
+        metric = experiments[chall.experiment_id]["definition"]["metric"]
+        a = quality_value(metric["quality"], chall.prediction, chall.label, outcome)
+        b = quality_value(metric["quality"], champ.prediction, champ.label, outcome)
+        if a is None or b is None:
+            continue
+        key = (chall.experiment_id, chall.phase, "challenger", _hour(chall.created_at))
+        _add(deltas[key]["paired"], a - b)
+        count += 1
+    return count

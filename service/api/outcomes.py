@@ -1,0 +1,71 @@
+"""/v1/outcomes: late labels and conversions, joined to predictions by request_id (sdk scope)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import AwareDatetime, BaseModel, Field, RootModel
+
+from service.api.auth import BEARER, requires
+from service.api.predict import RequestId
+from service.api.schemas import Strict, problem_responses
+from service.errors import ServiceUnavailable
+from service.runtime import runtime
+
+bp = APIBlueprint("outcomes", __name__, url_prefix="/v1/outcomes",
+                  abp_tags=[Tag(name="outcomes", description="Report what actually happened")], abp_security=BEARER)
+
+
+class OutcomeIn(Strict):
+    request_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
+    value: float = Field(allow_inf_nan=False, description="label (classification), value (regression) or 0/1 conversion")
+    at: AwareDatetime | None = Field(default=None, description="when it happened (ISO 8601 with a time zone); default now")
+
+
+class OutcomeBatch(RootModel[list[OutcomeIn]]):
+    root: list[OutcomeIn] = Field(min_length=1, max_length=1000)
+
+
+class OutcomeResult(BaseModel):
+    request_id: str
+    status: Literal["accepted", "duplicate", "conflict", "queued"]
+    detail: str | None = None
+
+
+class OutcomeResponse(BaseModel):
+    accepted: int
+    duplicates: int
+    conflicts: int
+    queued: int
+    results: list[OutcomeResult]
+
+
+@bp.post("", responses={200: OutcomeResponse, **problem_responses(401, 403, 422)})
+@requires("sdk")
+def record_outcomes(body: OutcomeBatch):
+    """Record outcomes in a batch.  Idempotent: the same outcome twice is stored once; a different
+    value for a known request_id is a per-item conflict while the rest are accepted.  While the
+    database is down outcomes are spooled to disk ("queued") and stored when it is back."""
+    from service.eventlog import OutcomeEvent, event_log
+    from service.store.events import insert_outcomes
+
+    rt = runtime()
+    received = datetime.now(timezone.utc)
+    events = [OutcomeEvent(o.request_id, o.value, o.at or received, received) for o in body.root]
+    try:
+        with rt.db.unit_of_work() as session:
+            statuses = insert_outcomes(session, events)
+    except ServiceUnavailable:
+        event_log(rt).record_outcomes(events)
+        statuses = ["queued"] * len(events)
+    results = []
+    for event, status in zip(events, statuses):
+        item = {"request_id": event.request_id, "status": status}
+        if status == "conflict":
+            item["detail"] = "a different value is already recorded for this request_id"
+        results.append(item)
+    count = lambda s: sum(1 for x in statuses if x == s)  # noqa: E731
+    return {"accepted": count("accepted"), "duplicates": count("duplicate"), "conflicts": count("conflict"),
+            "queued": count("queued"), "results": results}

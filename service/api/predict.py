@@ -1,0 +1,81 @@
+"""/v1/predict: route a request through an experiment and answer it (sdk scope)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, Field
+
+from service.api.auth import BEARER, requires
+from service.api.schemas import Strict, problem_responses
+from service.routing.runtime import router
+from service.runtime import runtime
+
+bp = APIBlueprint("predict", __name__, url_prefix="/v1/predict",
+                  abp_tags=[Tag(name="predict", description="Serve predictions through an experiment")],
+                  abp_security=BEARER)
+
+Features = dict[str, Any] | list[Any]
+RequestId = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$",
+                  description="your id for this request (idempotency and outcome join); generated when omitted")
+
+
+class PredictRequest(Strict):
+    experiment: str = Field(min_length=1, max_length=100)
+    unit_id: str = Field(max_length=256, description="what assignment sticks to (e.g. a user id)")
+    features: Features = Field(description="an object by feature name, or an array by position")
+    request_id: str | None = RequestId
+
+
+class BatchItem(Strict):
+    unit_id: str = Field(max_length=256)
+    features: Features
+    request_id: str | None = RequestId
+
+
+class BatchRequest(Strict):
+    experiment: str = Field(min_length=1, max_length=100)
+    items: list[BatchItem] = Field(min_length=1, max_length=1000)
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    experiment: str
+    arm: str
+    model_version: str
+    served_by: str
+    prediction: Any
+    confidence: float | None
+    latency_ms: float
+    in_experiment: bool
+    fallback_reason: str | None
+
+
+class BatchResponse(BaseModel):
+    items: list[PredictResponse]
+
+
+@bp.post("", responses={200: PredictResponse, **problem_responses(401, 403, 404, 422)})
+@requires("sdk")
+def predict(body: PredictRequest):
+    """Answer one request.  The experiment never fails it: a failing challenger is answered by the champion."""
+    started = time.perf_counter()
+    answer = router(runtime()).predict(body.experiment, [(body.unit_id, body.features, body.request_id)], started)[0]
+    return answer.to_dict()
+
+
+@bp.post("/batch", responses={200: BatchResponse, **problem_responses(401, 403, 404, 422)})
+@requires("sdk")
+def predict_batch(body: BatchRequest):
+    """Answer many rows; each model runs once for all rows assigned to it."""
+    started = time.perf_counter()
+    ids = [item.request_id for item in body.items if item.request_id]
+    if len(ids) != len(set(ids)):
+        from service.errors import ValidationFailed, field_error
+
+        raise ValidationFailed("request_id values must be unique within a batch",
+                               errors=[field_error("items.request_id", "duplicate request_id in the batch")])
+    answers = router(runtime()).predict(body.experiment, [(i.unit_id, i.features, i.request_id) for i in body.items], started)
+    return {"items": [a.to_dict() for a in answers]}

@@ -1,0 +1,105 @@
+"""The application factory: the only place the Flask app is assembled."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from flask import Flask, Response, redirect, request
+from flask_openapi3 import Info, OpenAPI
+
+from service import __version__
+from service.api import problems
+from service.errors import MalformedJSON, UnsupportedMediaType
+from service.logs import configure_logging
+from service.runtime import Runtime
+from service.settings import Settings, load_settings
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app.  Settings are read and validated here, once; nothing connects yet."""
+    settings = settings or load_settings()
+    configure_logging(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    app = OpenAPI(
+        "service",
+        info=Info(title="Frugal", version=__version__, description=_DESCRIPTION),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "description": "A Frugal API key"}},
+        validation_error_status=422,
+        validation_error_callback=problems.openapi_validation_callback,
+        doc_prefix="/docs",
+        doc_url="/openapi.json",
+    )
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        SECRET_KEY=settings.secret_key or _data_dir_secret(settings),
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["frugal"] = Runtime(settings)
+
+    from service.worker.celery_app import make_celery
+
+    make_celery(app)  # configures the client side only: nothing connects until a task is sent
+    problems.register(app)
+    app.before_request(_check_body)
+    _register_routes(app)
+    app.add_url_rule("/openapi.json", "openapi_json", lambda: Response(json.dumps(app.api_doc), mimetype="application/json"))
+    app.add_url_rule("/docs", "docs_root", lambda: redirect("/docs/swagger"))
+    return app
+
+
+def _register_routes(app: OpenAPI) -> None:
+    from service.api import register_blueprints
+
+    register_blueprints(app)
+
+
+def _check_body() -> None:
+    """Refuse a body that is not JSON where JSON is expected, before any view runs."""
+    if request.method not in _BODY_METHODS or not request.path.startswith("/v1/"):
+        return
+    if not request.content_length and not request.headers.get("Transfer-Encoding"):
+        return  # no body: actions such as /start take an optional one
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data" and request.endpoint in _MULTIPART_ENDPOINTS:
+        request.max_content_length = runtime_settings().max_upload_bytes
+        return
+    if mimetype != "application/json":
+        raise UnsupportedMediaType(
+            f"send the body as application/json (got {mimetype or 'no Content-Type'})"
+        )
+    try:
+        json.loads(request.get_data(cache=True) or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJSON(f"the body is not valid JSON: {exc}") from None
+
+
+_MULTIPART_ENDPOINTS: set[str] = set()
+
+
+def multipart_endpoint(endpoint: str) -> None:
+    """Mark an endpoint as taking multipart uploads (and the larger upload size limit)."""
+    _MULTIPART_ENDPOINTS.add(endpoint)
+
+
+def runtime_settings() -> Settings:
+    from service.runtime import runtime
+
+    return runtime().settings
+
+
+def _data_dir_secret(settings: Settings) -> str:
+    path = settings.data_dir / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+_DESCRIPTION = """Frugal proves a cheaper ML model is good enough, then ships it.
+
+Authenticate with `Authorization: Bearer <key>` (create keys with `frugal keys create`).
+Errors are RFC 9457 `application/problem+json`."""

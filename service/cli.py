@@ -1,0 +1,229 @@
+"""The ``frugal`` command line: serve, worker, beat, db, keys, models, report, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from service.errors import ConfigurationError, FrugalError
+
+GUNICORN_CONF = Path(__file__).resolve().parent.parent / "docker" / "gunicorn.conf.py"
+
+
+def _settings():
+    from service.settings import load_settings
+
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _db():
+    from service.store.database import Database
+
+    return Database(_settings().resolved_database_url)
+
+
+@click.group()
+@click.version_option(package_name="frugal")
+def main() -> None:
+    """Frugal: prove a cheaper ML model is good enough, then ship it."""
+
+
+@main.command()
+@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
+@click.option("--bind", default="127.0.0.1:8000", show_default=True)
+@click.option("--workers", type=int, default=None, help="gunicorn worker processes (default: docker/gunicorn.conf.py)")
+def serve(dev: bool, bind: str, workers: int | None) -> None:
+    """Run the web service."""
+    settings = _settings()
+    if dev:
+        from service.app import create_app
+
+        host, _, port = bind.rpartition(":")
+        create_app(settings).run(host=host or "127.0.0.1", port=int(port), threaded=True)
+        return
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--bind", bind]
+    if workers:
+        argv += ["--workers", str(workers)]
+    argv.append("service.app:create_app()")
+    os.execv(sys.executable, argv)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--concurrency", type=int, default=2, show_default=True)
+@click.option("--beat", "with_beat", is_flag=True, help="Also run beat in this process (single-node setups only).")
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int, with_beat: bool) -> None:
+    """Run a Celery worker (roll-ups, analyses, actions, reports)."""
+    from service.worker.celery_app import create_worker_app
+
+    celery = create_worker_app(_settings())
+    argv = ["worker", f"--concurrency={concurrency}", "--loglevel=INFO", *ctx.args]
+    if with_beat:
+        argv.append("--beat")
+    celery.worker_main(argv)
+
+
+@main.command()
+def beat() -> None:
+    """Run the one beat scheduler (exactly one per deployment)."""
+    from service.worker.celery_app import create_worker_app
+
+    settings = _settings()
+    celery = create_worker_app(settings)
+    celery.start(["beat", "--loglevel=INFO", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"])
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations."""
+    from service.migrate import schema_is_current, upgrade
+
+    database = _db()
+    upgrade(database.engine, revision)
+    ok, current, head = schema_is_current(database.engine)
+    click.echo(f"database at revision {current} (head {head})")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show the schema revision."""
+    from service.migrate import schema_is_current
+
+    ok, current, head = schema_is_current(_db().engine)
+    click.echo(f"current {current or 'none'}, head {head}: {'up to date' if ok else 'run frugal db upgrade'}")
+    sys.exit(0 if ok else 1)
+
+
+@main.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--scope", type=click.Choice(["admin", "sdk", "read"]), required=True)
+@click.option("--name", required=True)
+def keys_create(scope: str, name: str) -> None:
+    """Create a key and print it once."""
+    from service.auth import create_key
+
+    new = _run(lambda: create_key(_db(), name=name, scope=scope))
+    click.echo(new.secret)
+    click.echo(f"# key id {new.record.id} ({new.record.prefix}), scope {scope}: store it now, it is not shown again", err=True)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def keys_list(as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    from service.auth import list_keys
+
+    rows = _run(lambda: list_keys(_db()))
+    if as_json:
+        click.echo(json.dumps([{"id": r.id, "name": r.name, "prefix": r.prefix, "scope": r.scope, "active": r.active} for r in rows]))
+        return
+    click.echo(f"{'id':>4}  {'prefix':8}  {'scope':6}  {'state':8}  name")
+    for r in rows:
+        click.echo(f"{r.id:>4}  {r.prefix:8}  {r.scope:6}  {'active' if r.active else 'revoked':8}  {r.name}")
+
+
+@keys.command("revoke")
+@click.argument("key")
+def keys_revoke(key: str) -> None:
+    """Revoke a key by id or prefix."""
+    from service.auth import revoke_key
+
+    record = _run(lambda: revoke_key(_db(), key))
+    click.echo(f"revoked key {record.id} ({record.prefix})")
+
+
+def _run(fn):
+    try:
+        return fn()
+    except FrugalError as exc:
+        raise click.ClickException(exc.detail) from None
+
+
+@main.group()
+def models() -> None:
+    """The model registry."""
+
+
+def _runtime():
+    from service.runtime import Runtime
+
+    return Runtime(_settings())
+
+
+@models.command("register")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True)
+@click.option("--version", "version", required=True)
+@click.option("--task", type=click.Choice(["binary", "multiclass", "regression"]), required=True)
+@click.option("--cost-per-1k", type=float, default=None, help="declared cost per 1,000 predictions (USD)")
+@click.option("--feature-names", default=None, help="comma-separated column names of a single-tensor input")
+@click.option("--description", default="")
+def models_register(path: Path, name: str, version: str, task: str, cost_per_1k: float | None,
+                    feature_names: str | None, description: str) -> None:
+    """Validate and register an ONNX file."""
+    from service import registry
+
+    rt = _runtime()
+    names = [n.strip() for n in feature_names.split(",")] if feature_names else None
+    record = _run(lambda: registry.register(rt.db, rt.settings, path.read_bytes(), name=name, version=version, task=task,
+                                            declared_cost_per_1k=cost_per_1k, feature_names=names, description=description))
+    click.echo(f"registered {record.ref} (id {record.id}, sha256 {record.digest[:12]}, {record.file_size} bytes)")
+
+
+@models.command("bench")
+@click.argument("model")
+@click.option("--labelled-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--budget-s", type=float, default=5.0, show_default=True)
+def models_bench(model: str, labelled_csv: Path | None, budget_s: float) -> None:
+    """Measure MODEL (id, name or name:version) on this host and store the profile."""
+    from service import registry
+
+    rt = _runtime()
+    record = _run(lambda: registry.resolve(rt.db, model))
+    profile = _run(lambda: registry.profile_model(rt.db, rt.settings, record.id, budget_s=budget_s,
+                                                  labelled_csv=labelled_csv.read_text() if labelled_csv else None))
+    click.echo(json.dumps(profile, indent=2))
+
+
+@models.command("quantize")
+@click.argument("model")
+@click.option("--to", "to", type=click.Choice(["int8", "fp16"]), required=True)
+@click.option("--version", "version", default=None, help="version of the new model (default <version>-<to>)")
+def models_quantize(model: str, to: str, version: str | None) -> None:
+    """Register an int8 or fp16 version of MODEL."""
+    from service import registry
+
+    rt = _runtime()
+    source = _run(lambda: registry.resolve(rt.db, model))
+    record = _run(lambda: registry.quantize(rt.db, rt.settings, source.id, to, version=version))
+    click.echo(f"registered {record.ref} (id {record.id}, derived from {source.ref})")
+
+
+@main.command()
+@click.option("--port", type=int, default=8000, show_default=True)
+def demo(port: int) -> None:
+    """Run the whole loop on the embedded default and print a recommendation."""
+    from service.demo.run import run_demo
+
+    sys.exit(run_demo(port=port))
+
+
+if __name__ == "__main__":
+    main()

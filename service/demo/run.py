@@ -1,0 +1,229 @@
+"""`make demo`: the whole loop on the embedded default, in under two minutes, then a recommendation.
+
+It trains (or loads) the demo models, starts the web service (gunicorn) and a Celery worker on SQLite
+and the embedded broker, registers the models, creates a shadow and an A/B experiment (cheap vs
+complex), replays labelled traffic with outcomes over HTTP, asks the worker to analyse, prints the
+result table, and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+DEMO_REQUESTS = int(os.environ.get("FRUGAL_DEMO_REQUESTS", "4000"))
+
+
+def _free_port(preferred: int) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+
+def _say(message: str) -> None:
+    print(f"[demo] {message}", flush=True)
+
+
+class _Stack:
+    """The processes the demo starts; all stopped on exit, whatever happens."""
+
+    def __init__(self, env: dict[str, str], port: int, logs: Path) -> None:
+        self.env, self.port, self.logs, self.procs = env, port, logs, []
+
+    def start(self, name: str, argv: list[str]) -> None:
+        log = open(self.logs / f"{name}.log", "wb")
+        self.procs.append((name, subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)))
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_demo(port: int = 8000) -> int:
+    from service.auth import create_key
+    from service.demo.models import build_demo_models
+    from service.migrate import upgrade
+    from service.settings import load_settings
+    from service.store.database import Database
+
+    started = time.monotonic()
+    base = Path(os.environ.get("FRUGAL_DATA_DIR", ".frugal")).resolve()
+    data_dir = base / "demo"
+    if data_dir.exists():
+        shutil.rmtree(data_dir)  # a fresh database and broker each run; the trained models are cached beside it
+    (data_dir / "logs").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRUGAL_")}
+    env.update({"FRUGAL_DATA_DIR": str(data_dir), "FRUGAL_LOG_LEVEL": "WARNING", "FRUGAL_ANALYSIS_INTERVAL_S": "3600"})
+    settings = load_settings({k: v for k, v in env.items() if k.startswith("FRUGAL_")})
+
+    _say("training or loading the demo models (scikit-learn's bundled breast-cancer data set) ...")
+    models = build_demo_models(base / "demo-models")
+    champion, challenger = _pick(models)
+    _say(f"champion {champion.name}:{champion.version}, challenger {challenger.name}:{challenger.version}")
+
+    db = Database(settings.resolved_database_url)
+    upgrade(db.engine)
+    admin = {"Authorization": "Bearer " + create_key(db, name="demo-admin", scope="admin").secret}
+    sdk = {"Authorization": "Bearer " + create_key(db, name="demo-sdk", scope="sdk").secret}
+    db.dispose()
+
+    port = _free_port(port)
+    url = f"http://127.0.0.1:{port}"
+    stack = _Stack(env, port, data_dir / "logs")
+    try:
+        stack.start("web", [sys.executable, "-m", "gunicorn", "-c", str(Path(__file__).resolve().parents[2] / "docker" / "gunicorn.conf.py"),
+                            "--bind", f"127.0.0.1:{port}", "--workers", "2", "service.app:create_app()"])
+        stack.start("worker", [sys.executable, "-m", "service.cli", "worker", "--concurrency", "1"])
+        _wait_healthy(url)
+        _say(f"service up at {url} (API docs: {url}/docs); worker started on the embedded broker")
+
+        refs = {}
+        for model in (champion, challenger):
+            with open(model.path, "rb") as handle:
+                response = requests.post(f"{url}/v1/models", headers=admin, timeout=60,
+                                         files={"file": (model.path.name, handle)},
+                                         data={"name": model.name, "version": model.version, "task": model.task,
+                                               "description": model.description})
+            _check(response, 201)
+            refs[model.name] = response.json()["ref"]
+        rows, labels = _labelled_rows(challenger)
+        experiments = {
+            "demo-shadow": _definition("demo-shadow", "shadow", refs[champion.name], refs[challenger.name]),
+            "demo-ab": _definition("demo-ab", "ab", refs[champion.name], refs[challenger.name]),
+        }
+        for name, body in experiments.items():
+            _check(requests.post(f"{url}/v1/experiments", headers=admin, json=body, timeout=30), 201)
+            _check(requests.post(f"{url}/v1/experiments/{name}/start", headers=admin, json={"reason": "demo"}, timeout=30), 200)
+        _say(f"created and started {', '.join(experiments)}; replaying {DEMO_REQUESTS} labelled requests into each ...")
+        for name in experiments:
+            _replay(url, sdk, name, rows, labels)
+        time.sleep(1.5)  # the event writer flushes every 0.25 s; shadow scoring finishes off the request path
+        results = {}
+        for name in experiments:
+            task = requests.post(f"{url}/v1/experiments/{name}/analyze", headers=admin, timeout=30)
+            _check(task, 202)
+            _wait_task(url, admin, task.json()["task_id"])
+            response = requests.get(f"{url}/v1/experiments/{name}/results", headers=admin, timeout=30)
+            _check(response, 200)
+            results[name] = response.json()
+        _print_table(results, experiments)
+        _say(f"open {url}/dashboard while it runs, or render a report with: "
+             f"FRUGAL_DATA_DIR={data_dir} frugal report --experiment demo-shadow --pdf")
+        _say(f"done in {time.monotonic() - started:.0f} s; stopping the service and the worker")
+        return 0
+    finally:
+        stack.stop()
+
+
+def _pick(models: dict[str, Any]):
+    values = list(models.values())
+    champion = next((m for m in values if m.role == "champion"), None) if hasattr(values[0], "role") else None
+    challenger = next((m for m in values if m.role == "challenger"), None) if hasattr(values[0], "role") else None
+    if champion is None or challenger is None:
+        champion = next(m for k, m in models.items() if "gbm" in k or "forest" in k or "champion" in k)
+        challenger = next(m for k, m in models.items() if "logistic" in k or "cheap" in k or "challenger" in k)
+    return champion, challenger
+
+
+def _definition(name: str, mode: str, champion: str, challenger: str) -> dict[str, Any]:
+    return {
+        "name": name, "mode": mode, "description": "demo: cheap logistic regression vs gradient boosting",
+        "champion": {"kind": "model", "model": champion}, "challenger": {"kind": "model", "model": challenger},
+        "unit": "unit_id", "weights": [0.5, 0.5],
+        "metric": {"kind": "binary", "quality": "accuracy", "margin": 0.03, "margin_type": "absolute"},
+        "guardrails": {"latency": {"threshold_ms": 50, "max_share": 0.05}, "cost_must_be_lower": True},
+        "design": {"alpha": 0.05, "power": 0.8, "planned_n_per_arm": DEMO_REQUESTS, "method": "asymptotic_cs"},
+    }
+
+
+def _labelled_rows(model) -> tuple[list[list[float]], list[float]]:
+    path = Path(model.path).parent / "test.csv"
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        label_at = header.index("label")
+        rows, labels = [], []
+        for record in reader:
+            values = [float(v) for v in record]
+            labels.append(values[label_at])
+            rows.append([v for i, v in enumerate(values) if i != label_at])
+    return rows, labels
+
+
+def _replay(url: str, headers: dict[str, str], experiment: str, rows, labels) -> None:
+    outcomes = []
+    batch = 50
+    for start in range(0, DEMO_REQUESTS, batch):
+        items = []
+        for k in range(start, min(start + batch, DEMO_REQUESTS)):
+            items.append({"unit_id": f"user-{k}", "features": rows[k % len(rows)], "request_id": f"{experiment}-{k}"})
+            outcomes.append({"request_id": f"{experiment}-{k}", "value": labels[k % len(rows)]})
+        _check(requests.post(f"{url}/v1/predict/batch", headers=headers, json={"experiment": experiment, "items": items}, timeout=30), 200)
+    for start in range(0, len(outcomes), 1000):
+        _check(requests.post(f"{url}/v1/outcomes", headers=headers, json=outcomes[start:start + 1000], timeout=30), 200)
+
+
+def _wait_healthy(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("the demo service did not start; see .frugal/demo/logs/web.log")
+
+
+def _wait_task(url: str, headers, task_id: str, timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = requests.get(f"{url}/v1/tasks/{task_id}", headers=headers, timeout=10).json()
+        if body["state"] == "SUCCESS":
+            return body
+        if body["state"] == "FAILURE":
+            raise SystemExit(f"analysis failed on the worker: {body.get('error')} (see .frugal/demo/logs/worker.log)")
+        time.sleep(0.3)
+    raise SystemExit("the worker did not finish the analysis in time; see .frugal/demo/logs/worker.log")
+
+
+def _check(response: requests.Response, status: int) -> None:
+    if response.status_code != status:
+        raise SystemExit(f"{response.request.method} {response.url} answered {response.status_code}: {response.text[:500]}")
+
+
+def _print_table(results: dict[str, Any], definitions: dict[str, Any]) -> None:
+    from service.demo.summary import summarise
+
+    print()
+    header = f"{'experiment':<12} {'decision':<10} {'quality diff':>12} {'bound':>8} {'margin':>7} {'p95 champ':>10} {'p95 chall':>10} {'$/1k champ':>11} {'$/1k chall':>11} {'savings':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, result in results.items():
+        s = summarise(result)
+        print(f"{name:<12} {s['decision']:<10} {s['diff']:>12} {s['bound']:>8} {s['margin']:>7} {s['p95_champion']:>10} "
+              f"{s['p95_challenger']:>10} {s['cost_champion']:>11} {s['cost_challenger']:>11} {s['savings']:>8}")
+    print()
+    for name, result in results.items():
+        print(f"{name}: {result['explanation']}")
+    print()

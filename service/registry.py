@@ -1,0 +1,164 @@
+"""The model registry: register, list, profile, quantize and delete ONNX models.
+
+Files are stored content-addressed (``<data_dir>/models/<sha256[:2]>/<sha256>.onnx``); metadata and
+the measured profile live in the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from service.errors import Conflict, NotFound, ValidationFailed, field_error
+from service.settings import Settings
+from service.store import models as model_store
+from service.store.database import Database
+from service.store.models import ModelRecord
+
+TASKS = ("binary", "multiclass", "regression")
+
+
+def model_path(settings: Settings, digest: str) -> Path:
+    return settings.models_dir / digest[:2] / f"{digest}.onnx"
+
+
+def _store_file(settings: Settings, data: bytes, digest: str) -> Path:
+    path = model_path(settings, digest)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)  # atomic: a reader never sees half a file
+    return path
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    name, _, version = ref.partition(":")
+    return name, version or None
+
+
+def register(
+    db: Database,
+    settings: Settings,
+    data: bytes,
+    *,
+    name: str,
+    version: str,
+    task: str,
+    declared_cost_per_1k: float | None = None,
+    description: str = "",
+    feature_names: list[str] | None = None,
+    derived_from_id: int | None = None,
+    transform: str | None = None,
+) -> ModelRecord:
+    """Validate an ONNX file, store it content-addressed and record it."""
+    from service.inference.signature import inspect_model
+
+    errors = []
+    if task not in TASKS:
+        errors.append(field_error("task", f"must be one of {', '.join(TASKS)}"))
+    if not name or len(name) > 100 or ":" in name:
+        errors.append(field_error("name", "must be 1-100 characters without ':'"))
+    if not version or len(version) > 50 or ":" in version:
+        errors.append(field_error("version", "must be 1-50 characters without ':'"))
+    if declared_cost_per_1k is not None and not declared_cost_per_1k >= 0:
+        errors.append(field_error("declared_cost_per_1k", "must be a number >= 0"))
+    if errors:
+        raise ValidationFailed("invalid model registration", errors=errors)
+    signature = inspect_model(data, feature_names=feature_names)
+    digest = hashlib.sha256(data).hexdigest()
+    with db.unit_of_work() as session:
+        if model_store.by_ref(session, name, version):
+            raise Conflict(f"model {name}:{version} is already registered; choose a new version")
+        _store_file(settings, data, digest)
+        return model_store.insert(
+            session, name=name, version=version, task=task, digest=digest, file_size=len(data),
+            signature=signature.to_dict(), declared_cost_per_1k=declared_cost_per_1k, profile=None,
+            derived_from_id=derived_from_id, transform=transform, description=description,
+            created_at=datetime.now(timezone.utc),
+        )
+
+
+def get(db: Database, model_id: int) -> ModelRecord:
+    with db.unit_of_work() as session:
+        record = model_store.get(session, model_id)
+    if record is None:
+        raise NotFound(f"no model with id {model_id}")
+    return record
+
+
+def resolve(db: Database, ref: str) -> ModelRecord:
+    """A model by id, ``name:version``, or ``name`` (its latest version)."""
+    if ref.isdigit():
+        return get(db, int(ref))
+    name, version = parse_ref(ref)
+    with db.unit_of_work() as session:
+        record = model_store.by_ref(session, name, version) if version else model_store.latest_by_name(session, name)
+    if record is None:
+        raise NotFound(f"no model {ref!r}")
+    return record
+
+
+def page(db: Database, *, limit: int, offset: int, name: str | None = None) -> tuple[list[ModelRecord], int]:
+    with db.unit_of_work() as session:
+        return model_store.page(session, limit=limit, offset=offset, name=name)
+
+
+def delete(db: Database, model_id: int) -> None:
+    with db.unit_of_work() as session:
+        record = model_store.get(session, model_id)
+        if record is None:
+            raise NotFound(f"no model with id {model_id}")
+        active = [f"{n} ({s})" for n, s in model_store.users(session, model_id) if s in ("draft", "running", "paused")]
+        if active:
+            raise Conflict(f"model {record.ref} is used by experiment(s) {', '.join(active)}; stop them first")
+        if model_store.users(session, model_id) or model_store.has_predictions(session, model_id):
+            raise Conflict(f"model {record.ref} has logged predictions or past experiments; it is kept for the audit trail")
+        model_store.delete(session, model_id)
+
+
+def prediction_cost(declared_cost_per_1k: float | None, inference_ms: float, settings: Settings) -> float:
+    """One prediction's cost: the declared cost per 1,000 if given, else its inference compute time
+    (inside ``session.run``, not end-to-end latency) x the price per core-hour x threads used."""
+    if declared_cost_per_1k is not None:
+        return declared_cost_per_1k / 1000.0
+    threads = max(settings.ort_intra_op_threads, 1)
+    return inference_ms / 3_600_000.0 * settings.price_per_core_hour * threads
+
+
+def profile_model(db: Database, settings: Settings, model_id: int, *, labelled_csv: str | None = None,
+                  budget_s: float = 5.0) -> dict[str, Any]:
+    """Measure the model on this host and store the profile on it (see service.inference.profile)."""
+    from service.inference.profile import profile_model as measure
+
+    record = get(db, model_id)
+    profile = measure(model_path(settings, record.digest), record.task, labelled_csv=labelled_csv,
+                      price_per_core_hour=settings.price_per_core_hour, budget_s=budget_s,
+                      signature=record.signature)
+    data = profile.to_dict() if hasattr(profile, "to_dict") else dict(profile)
+    with db.unit_of_work() as session:
+        model_store.set_profile(session, model_id, data)
+    return data
+
+
+def quantize(db: Database, settings: Settings, model_id: int, to: str, *, version: str | None = None) -> ModelRecord:
+    """Register an int8 or fp16 version of a model, with lineage."""
+    from service.inference.quantize import quantize_model
+
+    if to not in ("int8", "fp16"):
+        raise ValidationFailed("invalid quantization", errors=[field_error("to", "must be int8 or fp16")])
+    source = get(db, model_id)
+    data = quantize_model(model_path(settings, source.digest).read_bytes(), to)
+    return register(
+        db, settings, data, name=source.name, version=version or f"{source.version}-{to}", task=source.task,
+        description=f"{to} quantization of {source.ref}", derived_from_id=source.id, transform=to,
+        feature_names=source.signature.get("feature_names"),
+    )

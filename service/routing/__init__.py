@@ -1,0 +1,1 @@
+"""Traffic routing: assignment of units to arms, arm policies, and the per-request router."""

@@ -1,0 +1,291 @@
+"""The relational schema, as SQLAlchemy 2 typed models.
+
+Alembic migrations (``migrations/``) are the only way this schema is created; these classes are
+what the code reads and writes, and a test checks the two agree (``alembic check``-style
+autogenerate comparison).  See docs/architecture.md for why each table exists.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# JSONB on Postgres (indexable, compact), JSON text on SQLite.
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# 64-bit ids on Postgres; SQLite only auto-increments a column declared INTEGER PRIMARY KEY.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Timestamp = sa.DateTime(timezone=True)
+
+SCOPES = ("admin", "sdk", "read")
+TASKS = ("binary", "multiclass", "regression")
+MODES = ("ab", "shadow")
+STATES = ("draft", "running", "paused", "stopped", "promoted", "rolled_back")
+ARMS = ("champion", "challenger")
+DECISIONS = ("PROMOTE", "CONTINUE", "REJECT", "FUTILE", "UNHEALTHY")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ApiKey(Base):
+    """An API key.  Only the SHA-256 of the secret is stored; the prefix identifies it in logs."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (sa.CheckConstraint(_in("scope", SCOPES), name="scope"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    prefix: Mapped[str] = mapped_column(sa.String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    scope: Mapped[str] = mapped_column(sa.String(10))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class Model(Base):
+    """A registered ONNX model version; the file lives content-addressed under the data dir."""
+
+    __tablename__ = "models"
+    __table_args__ = (
+        sa.UniqueConstraint("name", "version"),
+        sa.CheckConstraint(_in("task", TASKS), name="task"),
+        sa.CheckConstraint("declared_cost_per_1k IS NULL OR declared_cost_per_1k >= 0", name="cost_nonneg"),
+        sa.CheckConstraint("file_size > 0", name="file_size_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    version: Mapped[str] = mapped_column(sa.String(50))
+    task: Mapped[str] = mapped_column(sa.String(12))
+    digest: Mapped[str] = mapped_column(sa.String(64), index=True)
+    file_size: Mapped[int] = mapped_column(sa.BigInteger)
+    signature: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    declared_cost_per_1k: Mapped[float | None] = mapped_column(sa.Float)
+    profile: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    derived_from_id: Mapped[int | None] = mapped_column(sa.ForeignKey("models.id", ondelete="SET NULL"))
+    transform: Mapped[str | None] = mapped_column(sa.String(20))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Experiment(Base):
+    """An experiment definition and its lifecycle state.
+
+    The full validated definition (policies, metric, guardrails, ramp, ...) is kept as JSON in
+    ``definition``; columns hold what queries filter on.
+    """
+
+    __tablename__ = "experiments"
+    __table_args__ = (
+        sa.CheckConstraint(_in("mode", MODES), name="mode"),
+        sa.CheckConstraint(_in("state", STATES), name="state"),
+        sa.CheckConstraint(_in("served_arm", ARMS), name="served_arm"),
+        sa.CheckConstraint("coverage_bp BETWEEN 0 AND 10000", name="coverage_range"),
+        sa.CheckConstraint("ramp_step >= 0", name="ramp_step_nonneg"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    mode: Mapped[str] = mapped_column(sa.String(10))
+    state: Mapped[str] = mapped_column(sa.String(12), index=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    champion_model_id: Mapped[int] = mapped_column(sa.ForeignKey("models.id", ondelete="RESTRICT"))
+    challenger_model_id: Mapped[int] = mapped_column(sa.ForeignKey("models.id", ondelete="RESTRICT"))
+    coverage_bp: Mapped[int] = mapped_column(sa.Integer)
+    ramp_step: Mapped[int] = mapped_column(sa.Integer, default=0)
+    current_phase: Mapped[int] = mapped_column(sa.Integer, default=1)
+    served_arm: Mapped[str] = mapped_column(sa.String(10), default="champion")
+    revision: Mapped[int] = mapped_column(sa.Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class ExperimentModel(Base):
+    """Every model an experiment's policies use (a cascade uses two): guards model deletion."""
+
+    __tablename__ = "experiment_models"
+
+    experiment_id: Mapped[int] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(sa.ForeignKey("models.id", ondelete="RESTRICT"), primary_key=True, index=True)
+
+
+class ExperimentPhase(Base):
+    """A period with fixed weights and salt.  Analysis never mixes phases."""
+
+    __tablename__ = "experiment_phases"
+    __table_args__ = (sa.UniqueConstraint("experiment_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(sa.Integer)
+    salt: Mapped[str] = mapped_column(sa.String(64))
+    weights_bp: Mapped[list[int]] = mapped_column(JSONType)
+    started_at: Mapped[datetime] = mapped_column(Timestamp)
+    ended_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class ExperimentEvent(Base):
+    """The audit trail: every state change and automatic action, with who, when and why."""
+
+    __tablename__ = "experiment_events"
+    __table_args__ = (sa.Index("ix_experiment_events_experiment_at", "experiment_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    kind: Mapped[str] = mapped_column(sa.String(30))
+    actor: Mapped[str] = mapped_column(sa.String(50))
+    reason: Mapped[str] = mapped_column(sa.Text, default="")
+    analysis_id: Mapped[int | None] = mapped_column(sa.ForeignKey("analyses.id", ondelete="SET NULL"))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class Prediction(Base):
+    """One row per request per scoring model (a shadow request has two rows).
+
+    ``(request_id, model_id)`` is unique: it is how replays of the spool and SDK retries are
+    deduplicated.  Not partitioned on Postgres: see docs/architecture.md ("Why predictions are not
+    partitioned").
+    """
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        sa.UniqueConstraint("request_id", "model_id"),
+        sa.CheckConstraint(_in("arm", ARMS), name="arm"),
+        sa.CheckConstraint("latency_ms >= 0 AND inference_ms >= 0 AND cost >= 0", name="nonneg"),
+        sa.CheckConstraint("source IN ('server', 'sdk')", name="source"),
+        sa.Index("ix_predictions_experiment_id_id", "experiment_id", "id"),
+        sa.Index("ix_predictions_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(sa.String(128))
+    experiment_id: Mapped[int] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"))
+    phase: Mapped[int] = mapped_column(sa.Integer)
+    arm: Mapped[str] = mapped_column(sa.String(10))
+    unit_id: Mapped[str] = mapped_column(sa.String(256))
+    model_id: Mapped[int] = mapped_column(sa.ForeignKey("models.id", ondelete="RESTRICT"))
+    served: Mapped[bool] = mapped_column(sa.Boolean)
+    in_experiment: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    answered_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("models.id", ondelete="RESTRICT"))
+    latency_ms: Mapped[float] = mapped_column(sa.Float)
+    inference_ms: Mapped[float] = mapped_column(sa.Float)
+    prediction: Mapped[float | None] = mapped_column(sa.Float)
+    label: Mapped[str | None] = mapped_column(sa.String(200))
+    confidence: Mapped[float | None] = mapped_column(sa.Float)
+    cost: Mapped[float] = mapped_column(sa.Float)
+    cache_hit: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    fallback_reason: Mapped[str | None] = mapped_column(sa.String(40))
+    source: Mapped[str] = mapped_column(sa.String(10), default="server")
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Outcome(Base):
+    """A late label or conversion, joined to predictions by ``request_id``."""
+
+    __tablename__ = "outcomes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    value: Mapped[float] = mapped_column(sa.Float)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    received_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Exposure(Base):
+    """Distinct units per (experiment, phase, arm): sample-ratio checks and crossover detection."""
+
+    __tablename__ = "exposures"
+
+    experiment_id: Mapped[int] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
+    phase: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    unit_id: Mapped[str] = mapped_column(sa.String(256), primary_key=True)
+    arm: Mapped[str] = mapped_column(sa.String(10), primary_key=True)
+    first_seen_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Rollup(Base):
+    """Sufficient statistics per (experiment, phase, arm, hour bucket); analysis reads only these."""
+
+    __tablename__ = "rollups"
+    __table_args__ = (
+        sa.UniqueConstraint("experiment_id", "phase", "arm", "bucket_start"),
+        sa.CheckConstraint(_in("arm", ARMS), name="arm"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"))
+    phase: Mapped[int] = mapped_column(sa.Integer)
+    arm: Mapped[str] = mapped_column(sa.String(10))
+    bucket_start: Mapped[datetime] = mapped_column(Timestamp)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Watermark(Base):
+    """How far the roll-up has read each event stream (by id)."""
+
+    __tablename__ = "watermarks"
+
+    name: Mapped[str] = mapped_column(sa.String(50), primary_key=True)
+    last_id: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Analysis(Base):
+    """One analysis run: its inputs' digest, method, parameters, numbers, decision."""
+
+    __tablename__ = "analyses"
+    __table_args__ = (
+        sa.UniqueConstraint("experiment_id", "slot"),
+        sa.CheckConstraint(_in("decision", DECISIONS), name="decision"),
+        sa.Index("ix_analyses_experiment_created", "experiment_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"))
+    phase: Mapped[int] = mapped_column(sa.Integer)
+    slot: Mapped[str] = mapped_column(sa.String(40))
+    inputs_digest: Mapped[str] = mapped_column(sa.String(64))
+    method: Mapped[str] = mapped_column(sa.String(30))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    results: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    decision: Mapped[str] = mapped_column(sa.String(10))
+    explanation: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Report(Base):
+    """A rendered weekly report (per experiment, or the portfolio when experiment_id is NULL)."""
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        sa.UniqueConstraint("experiment_id", "week"),
+        sa.CheckConstraint("length(week) = 8", name="week_format"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    experiment_id: Mapped[int | None] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"))
+    week: Mapped[str] = mapped_column(sa.String(8))
+    title: Mapped[str] = mapped_column(sa.String(200))
+    html: Mapped[str] = mapped_column(sa.Text)
+    pdf_path: Mapped[str | None] = mapped_column(sa.String(500))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)

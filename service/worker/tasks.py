@@ -1,0 +1,104 @@
+"""Celery tasks: thin, explicitly named wrappers around domain functions.  They take ids and ISO
+timestamps, never ORM objects, and are idempotent (a state guard or a unique key on their output)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timezone
+
+from celery import shared_task
+
+from service.errors import ServiceUnavailable
+from service.runtime import runtime
+
+log = logging.getLogger("frugal.tasks")
+TRANSIENT = (ServiceUnavailable, ConnectionError, TimeoutError)
+
+
+@shared_task(name="frugal.ping")
+def ping(payload: str) -> dict:
+    """Round trip through a worker process: proves the broker, the worker and the app context."""
+    rt = runtime()
+    with rt.db.engine.connect() as conn:
+        dialect = conn.dialect.name
+    return {"echo": payload, "pid": os.getpid(), "database": dialect}
+
+
+@shared_task(name="frugal.rollup", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5, soft_time_limit=240, time_limit=300)
+def rollup() -> dict:
+    """Fold new events into roll-ups (idempotent: watermarks are locked and advanced in one transaction)."""
+    from service.analytics.rollup import run_rollup
+
+    result = run_rollup(runtime().db)
+    return {"predictions": result.predictions, "late_outcomes": result.late_outcomes, "paired": result.paired,
+            "buckets": result.buckets, "watermarks": list(result.watermarks)}
+
+
+@shared_task(name="frugal.analyze_all", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
+def analyze_all(slot: str | None = None) -> dict:
+    """Beat: roll up, then analyse every running experiment for this slot (one analysis per slot)."""
+    from service.analytics.rollup import run_rollup
+    from service.store import experiments as experiment_store
+
+    rt = runtime()
+    slot = slot or _slot(rt.settings.analysis_interval_s)
+    run_rollup(rt.db)
+    with rt.db.unit_of_work() as session:
+        running = [r.id for r in experiment_store.all_records(session) if r.state == "running"]
+    for experiment_id in running:
+        analyze_experiment.delay(experiment_id, slot, False)
+    return {"slot": slot, "experiments": running}
+
+
+@shared_task(name="frugal.analyze", bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5,
+             soft_time_limit=240, time_limit=300)
+def analyze_experiment(self, experiment_id: int, slot: str | None = None, rollup_first: bool = True) -> dict:
+    """Analyse one experiment (roll up first on demand), store the analysis, act if allowed."""
+    from service.analytics import actions
+    from service.analytics.analyze import analyze
+    from service.analytics.rollup import run_rollup
+
+    rt = runtime()
+    if rollup_first:
+        run_rollup(rt.db)
+    slot = slot or f"task:{self.request.id}"
+    analysis, created = analyze(rt.db, experiment_id, slot)
+    taken = actions.act(rt.db, analysis) if created else []
+    if created:
+        notify_decision.delay(analysis.id)
+    return {"analysis_id": analysis.id, "decision": analysis.decision, "created": created,
+            "actions": [a.kind for a in taken]}
+
+
+@shared_task(name="frugal.notify_decision", bind=True, max_retries=8)
+def notify_decision(self, analysis_id: int) -> dict:
+    """POST the decision to the experiment's webhook when it changed; retried with backoff."""
+    from service.analytics import webhooks
+    from service.experiments import get as get_experiment
+    from service.store import analyses as store
+
+    rt = runtime()
+    with rt.db.unit_of_work() as session:
+        analysis = store.get(session, analysis_id)
+        history = store.history(session, analysis.experiment_id, analysis.phase)
+    earlier = [a for a in history if a.id != analysis.id and (a.created_at, a.id) < (analysis.created_at, analysis.id)]
+    previous = earlier[-1].decision if earlier else None
+    if previous == analysis.decision:
+        return {"sent": False, "reason": "decision unchanged"}
+    experiment = get_experiment(rt.db, analysis.experiment_id)
+    url = experiment.definition.get("webhook_url")
+    if not url:
+        return {"sent": False, "reason": "no webhook"}
+    message = webhooks.decision_message({"id": experiment.id, "name": experiment.name}, analysis, previous, rt.settings.public_url)
+    try:
+        status = webhooks.post(url, message)
+    except webhooks.WebhookFailed as exc:
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 300))
+    return {"sent": True, "status": status}
+
+
+def _slot(interval_s: float) -> str:
+    now = datetime.now(timezone.utc).timestamp()
+    start = int(now // interval_s * interval_s)
+    return "sched:" + datetime.fromtimestamp(start, timezone.utc).isoformat()

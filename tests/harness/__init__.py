@@ -1,0 +1,1 @@
+"""Test harness: real Postgres, Redis and Celery worker processes for the test suite."""

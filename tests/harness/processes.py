@@ -1,0 +1,84 @@
+"""Start real Frugal processes (gunicorn web, Celery worker) for tests, and stop them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.harness.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def frugal_env(data_dir: Path, database_url: str, broker_url: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRUGAL_")}
+    env.update({"FRUGAL_DATA_DIR": str(data_dir), "FRUGAL_DATABASE_URL": database_url, "FRUGAL_LOG_LEVEL": "WARNING",
+                "FRUGAL_AUTH_CACHE_TTL_S": "0", "PYTHONPATH": str(ROOT)})
+    if broker_url:
+        env["FRUGAL_BROKER_URL"] = broker_url
+    env.update(extra)
+    return env
+
+
+class Process:
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "wb")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal(signal.SIGKILL)
+                self.proc.wait(10)
+        self._log.close()
+        return self.proc.returncode
+
+
+class WebServer(Process):
+    """gunicorn on loopback with the production config."""
+
+    def __init__(self, env: dict[str, str], log: Path, *, workers: int = 2, port: int | None = None) -> None:
+        self.port = port or free_port()
+        argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "docker" / "gunicorn.conf.py"),
+                "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), "service.app:create_app()"]
+        super().__init__(argv, env, log)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not become healthy:\n{self.log()}")
+
+
+class Worker(Process):
+    """A real Celery worker process (``frugal worker``)."""
+
+    def __init__(self, env: dict[str, str], log: Path, *, concurrency: int = 1, extra: list[str] | None = None) -> None:
+        argv = [sys.executable, "-m", "service.cli", "worker", f"--concurrency={concurrency}", *(extra or [])]
+        super().__init__(argv, env, log)
