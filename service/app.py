@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     make_celery(app)  # configures the client side only: nothing connects until a task is sent
     problems.register(app)
+    from service.api.auth import authenticate_request
+
+    app.before_request(authenticate_request)  # 401/403 before the body is even looked at
     app.before_request(_check_body)
     _register_routes(app)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: Response(json.dumps(app.api_doc), mimetype="application/json"))

@@ -24,7 +24,7 @@ class Runtime:
         self.db = Database(settings.resolved_database_url)
         self.auth = Authenticator(self.db, ttl_s=settings.auth_cache_ttl_s)
         self._lazy: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a factory may build another lazy object
         self._pid = os.getpid()
         self._closers: list[Callable[[], None]] = []
 

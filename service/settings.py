@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     # Worker and reports
     rollup_interval_s: float = Field(default=30.0, gt=0)
     analysis_interval_s: float = Field(default=60.0, gt=0)
+    task_redelivery_s: int = Field(default=900, ge=1, description="a task whose worker died is redelivered after this long (Redis)")
     report_timezone: str = "UTC"
     report_weekday: int = Field(default=0, ge=0, le=6, description="0 = Monday")
     report_hour: int = Field(default=6, ge=0, le=23)

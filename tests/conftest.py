@@ -49,6 +49,29 @@ def pg_url(pg_admin_url):
     servers.drop_database(pg_admin_url, url)
 
 
+@pytest.fixture
+def fresh_pg(pg_admin_url):
+    """A migrated Postgres database used by this test only (for state that is global to a database:
+    roll-up watermarks, processes of their own)."""
+    from service.migrate import upgrade
+    from service.store.database import make_engine
+
+    url = servers.create_database(pg_admin_url)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    servers.drop_database(pg_admin_url, url)
+
+
+@pytest.fixture(scope="session")
+def demo_models(tmp_path_factory):
+    """The demo ONNX models (scikit-learn's bundled breast-cancer data), built once per session."""
+    from service.demo.models import build_demo_models
+
+    return build_demo_models(tmp_path_factory.mktemp("demo-models"))
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     try:
@@ -116,11 +139,10 @@ def app_factory(data_dir):
 
     yield build
     for rt, conn, trans in created:
-        rt.close() if conn is None else None
+        rt.close()  # first: background writers may still be using the connection
         if conn is not None:
             trans.rollback()
             conn.close()
-            rt.close()
 
 
 @pytest.fixture

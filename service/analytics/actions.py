@@ -61,7 +61,7 @@ def _step_done(db: Database, record, analysis: AnalysisRecord) -> bool:
         return False
     step = steps[record.ramp_step]
     components = (analysis.results or {}).get("components") or {}
-    if any(c.get("status") == "alarm" for c in components.values()):
+    if any(c.get("status") in ("harm", "srm", "missing_outcomes") for c in components.values() if isinstance(c, dict)):
         return False
     with db.unit_of_work() as session:
         events, _ = experiment_store.events(session, record.id, limit=1000, offset=0)

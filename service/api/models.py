@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from flask import request
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from service import registry
 from service.api.auth import BEARER, requires
@@ -16,6 +16,9 @@ from service.errors import ValidationFailed, field_error
 from service.runtime import runtime
 from service.store.models import ModelRecord
 
+# Form values that look like JSON ("1", "2.0") arrive decoded; a name or version is text whatever it looks like.
+FormText = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)]
+
 bp = APIBlueprint("models", __name__, url_prefix="/v1/models",
                   abp_tags=[Tag(name="models", description="Register, profile and quantize ONNX models")],
                   abp_security=BEARER)
@@ -23,8 +26,10 @@ bp = APIBlueprint("models", __name__, url_prefix="/v1/models",
 
 class ModelUpload(BaseModel):
     file: FileStorage = Field(description="the .onnx file")
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    version: str = Field(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+    name: FormText = Field(
+        min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    version: FormText = Field(
+        min_length=1, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
     task: Literal["binary", "multiclass", "regression"]
     declared_cost_per_1k: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     description: str = Field(default="", max_length=2000)

@@ -7,6 +7,7 @@ connection into :class:`~service.errors.ServiceUnavailable` (503) instead of a 5
 from __future__ import annotations
 
 from collections.abc import Iterator
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._bound_lock: threading.RLock | None = None
 
     def bind_to(self, connection: sa.Connection) -> None:
         """Run every unit of work inside ``connection``'s open transaction, as savepoints.
@@ -71,6 +73,8 @@ class Database:
         transaction" recipe); production code never calls it.
         """
         self._sessions = sessionmaker(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
+        self._bound_lock = threading.RLock()  # one connection: background writers take turns with the test
+
 
     @property
     def dialect(self) -> str:
@@ -79,6 +83,16 @@ class Database:
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
         """Yield a session; commit on success, roll back on any exception."""
+        if self._bound_lock is not None:
+            with self._bound_lock:
+                with self._unit_of_work() as session:
+                    yield session
+            return
+        with self._unit_of_work() as session:
+            yield session
+
+    @contextmanager
+    def _unit_of_work(self) -> Iterator[Session]:
         session = self._sessions()
         try:
             yield session

@@ -37,7 +37,9 @@ def make_celery(app: Flask) -> Celery:
         task_track_started=True,
         result_expires=86_400,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 900},  # redelivery after 15 min (Redis)
+        # Redis: a task whose worker died unacknowledged comes back after this long.
+        broker_transport_options={"visibility_timeout": settings.task_redelivery_s}
+        if settings.resolved_broker_url.startswith(("redis://", "rediss://")) else {},
         beat_schedule=__import__("service.worker.schedule", fromlist=["beat_schedule"]).beat_schedule(settings),
         timezone=settings.report_timezone,
         worker_hijack_root_logger=False,

@@ -1,0 +1,103 @@
+"""A failing or slow challenger never fails, or slows, a user's request.
+
+The real router, catalog, onnxruntime sessions and event log run against Postgres; the only thing
+added is a fault on the challenger's model runner: it raises, or it sleeps well past the deadline.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+
+SLEEP_S = 0.4
+
+
+@pytest.fixture
+def rig(fresh_pg, data_dir, demo_models):
+    from service import experiments, registry
+    from service.definition import ExperimentDefinition
+    from service.eventlog import PredictionEvent, event_log
+    from service.routing.router import Router
+    from service.routing.runtime import catalog, model_runner
+    from service.runtime import Runtime
+    from tests.conftest import make_settings
+
+    rt = Runtime(make_settings(data_dir, database_url=fresh_pg, shadow_workers=2, shadow_queue_size=1000))
+    roles = {m.role: m for m in demo_models.values() if getattr(m, "role", None)}
+    refs = {role: registry.register(rt.db, rt.settings, m.path.read_bytes(), name=m.name, version=m.version, task=m.task)
+            for role, m in roles.items() if role in ("champion", "challenger")}
+    for name, mode in (("shadow", "shadow"), ("ab", "ab")):
+        record = experiments.create(rt.db, ExperimentDefinition.model_validate({
+            "name": name, "mode": mode, "champion": {"kind": "model", "model": refs["champion"].ref},
+            "challenger": {"kind": "model", "model": refs["challenger"].ref}, "metric": {"kind": "binary", "margin": 0.02},
+            "challenger_deadline_ms": 100}), actor="test")
+        experiments.transition(rt.db, str(record.id), "start", actor="test")
+
+    real = model_runner(rt)
+    fault = {"kind": None}
+
+    def run(spec, rows, use_cache):
+        if spec.digest == refs["challenger"].digest:
+            if fault["kind"] == "raise":
+                raise RuntimeError("challenger exploded")
+            if fault["kind"] == "sleep":
+                time.sleep(SLEEP_S)
+        return real(spec, rows, use_cache)
+
+    log = event_log(rt)
+    router = Router(catalog(rt), rt.settings, run, lambda event: log.record(PredictionEvent(**event)))
+    features = [0.5] * len(roles["champion"].feature_names)
+    yield {"rt": rt, "router": router, "fault": fault, "refs": refs, "features": features, "log": log}
+    router.close()
+    rt.close()
+
+
+def _rows(rt, where: str) -> list:
+    with rt.db.engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT request_id, arm, served, fallback_reason FROM predictions WHERE {where}")).all()
+
+
+def _predict(rig, experiment: str, n: int, prefix: str):
+    return [rig["router"].predict(experiment, [(f"{prefix}-u{k}", rig["features"], f"{prefix}-{k}")])[0] for k in range(n)]
+
+
+@pytest.mark.parametrize("fault", ["raise", "sleep"])
+def test_shadow_challenger_faults_never_reach_the_caller(rig, fault):
+    rig["fault"]["kind"] = fault
+    champion = rig["refs"]["champion"].ref
+    answers = _predict(rig, "shadow", 20, f"shadow-{fault}")
+    assert all(a.arm == "champion" and a.served_by == champion and a.fallback_reason is None for a in answers)
+    # the champion does not wait for the shadow challenger (which takes SLEEP_S per batch)
+    assert max(a.latency_ms for a in answers) < SLEEP_S * 1000
+
+    rig["router"].close()  # waits for the shadow executor to finish what it accepted
+    assert rig["log"].flush(timeout=30)
+    stats = rig["router"].stats
+    served = _rows(rig["rt"], f"request_id LIKE 'shadow-{fault}-%' AND served")
+    shadow = _rows(rig["rt"], f"request_id LIKE 'shadow-{fault}-%' AND NOT served")
+    assert len(served) == 20
+    if fault == "raise":
+        assert stats.shadow_failed == 20 and shadow == []
+    else:
+        assert stats.shadow_completed + stats.shadow_dropped == 20 and stats.shadow_completed > 0
+        assert len(shadow) == stats.shadow_completed
+        assert {r.arm for r in shadow} == {"challenger"}
+
+
+@pytest.mark.parametrize("fault, reason", [("raise", "challenger_error"), ("sleep", "challenger_timeout")])
+def test_ab_challenger_faults_fall_back_to_the_champion_and_are_recorded(rig, fault, reason):
+    rig["fault"]["kind"] = fault
+    champion = rig["refs"]["champion"].ref
+    answers = _predict(rig, "ab", 40, f"ab-{fault}")
+    challenger_arm = [a for a in answers if a.arm == "challenger"]
+    assert challenger_arm, "some units must be assigned to the challenger"
+    assert all(a.served_by == champion and a.fallback_reason == reason for a in challenger_arm)
+    assert all(a.fallback_reason is None for a in answers if a.arm == "champion")
+    assert max(a.latency_ms for a in answers) < SLEEP_S * 1000  # the deadline (100 ms) cut the wait short
+
+    assert rig["log"].flush(timeout=30)
+    rows = _rows(rig["rt"], f"request_id LIKE 'ab-{fault}-%'")
+    assert len(rows) == 40
+    assert sorted(r.request_id for r in rows if r.fallback_reason == reason) == sorted(a.request_id for a in challenger_arm)
