@@ -105,10 +105,8 @@ def analyze(db: Database, experiment_ref: str | int, slot: str) -> tuple[Analysi
         data, snapshot = experiment_data(session, record, looks)
         decision = decide(data, config)
         result = decision.to_dict()
-        info_n = data.paired_quality.n if record.mode == "shadow" and data.paired_quality else min(
-            data.champion.quality.n, data.challenger.quality.n)
-        parameters = {**result.get("parameters", {}), "config": config.__dict__ if hasattr(config, "__dict__") else {},
-                      "information_fraction": min(info_n / config.planned_n_per_arm, 1.0)}
+        fraction = ((result.get("components") or {}).get("quality") or {}).get("information_fraction") or 0.0
+        parameters = {**result.get("parameters", {}), "information_fraction": fraction}
         inputs = {"snapshot": snapshot, "decision_inputs": result.get("inputs", {})}
         digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
         stored = analysis_store.insert(
