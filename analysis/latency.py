@@ -26,7 +26,7 @@ from scipy import special, stats
 
 from analysis.sketch import LatencySketch
 
-__all__ = ["SLOTest", "slo_e_value", "slo_test", "quantile_difference", "quantile_summary"]
+__all__ = ["SLOTest", "slo_e_value", "slo_log_e_value", "slo_test", "quantile_difference", "quantile_summary"]
 
 PRIOR_CONCENTRATION = 20.0
 
@@ -43,17 +43,20 @@ def _log_partial_beta(a: float, b: float, x: float, upper: bool) -> float:
 
 def slo_e_value(slow: int, n: int, pi: float, *, show_below: bool = True) -> float:
     """Beta–binomial mixture e-value against H0: p >= pi (``show_below``) or H0: p <= pi."""
+    return math.exp(min(slo_log_e_value(slow, n, pi, show_below=show_below), 700.0))
+
+
+def slo_log_e_value(slow: int, n: int, pi: float, *, show_below: bool = True) -> float:
     if not 0 < pi < 1:
         raise ValueError(f"the SLO share must be in (0, 1), got {pi}")
     if not 0 <= slow <= n:
         raise ValueError("need 0 <= slow <= n")
     if n == 0:
-        return 1.0
+        return 0.0
     a, b = _prior(pi)
     upper = not show_below
-    log_e = (_log_partial_beta(a + slow, b + n - slow, pi, upper) - _log_partial_beta(a, b, pi, upper)
-             - slow * math.log(pi) - (n - slow) * math.log1p(-pi))
-    return math.exp(min(log_e, 700.0))
+    return (_log_partial_beta(a + slow, b + n - slow, pi, upper) - _log_partial_beta(a, b, pi, upper)
+            - slow * math.log(pi) - (n - slow) * math.log1p(-pi))
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,8 @@ def slo_test(slow: int, n: int, threshold_ms: float, max_share: float, confidenc
     else:
         lo = hi = math.nan
     return SLOTest(n, slow, share, (lo, hi), threshold_ms, max_share,
-                   min(1.0, 1 / slo_e_value(slow, n, max_share, show_below=True)),
-                   min(1.0, 1 / slo_e_value(slow, n, max_share, show_below=False)))
+                   math.exp(min(0.0, -slo_log_e_value(slow, n, max_share, show_below=True))),
+                   math.exp(min(0.0, -slo_log_e_value(slow, n, max_share, show_below=False))))
 
 
 def quantile_summary(sketch: LatencySketch | None, confidence: float = 0.95) -> dict:

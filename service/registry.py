@@ -125,11 +125,12 @@ def delete(db: Database, model_id: int) -> None:
         model_store.delete(session, model_id)
 
 
-def prediction_cost(declared_cost_per_1k: float | None, inference_ms: float, settings: Settings) -> float:
-    """One prediction's cost: the declared cost per 1,000 if given, else its inference compute time
-    (inside ``session.run``, not end-to-end latency) x the price per core-hour x threads used."""
-    if declared_cost_per_1k is not None:
-        return declared_cost_per_1k / 1000.0
+def prediction_cost(cost_per_1k: float | None, inference_ms: float, settings: Settings) -> float:
+    """One prediction's cost: the model's cost per 1,000 (declared, or measured by its profile) if
+    known, else this request's inference compute time (inside ``session.run``, not end-to-end
+    latency) x the price per core-hour x threads used."""
+    if cost_per_1k is not None:
+        return cost_per_1k / 1000.0
     threads = max(settings.ort_intra_op_threads, 1)
     return inference_ms / 3_600_000.0 * settings.price_per_core_hour * threads
 

@@ -98,7 +98,7 @@ def ingest_events(body: EventBatch):
                 answered = models[e.model_version]
                 numeric = isinstance(e.prediction, (int, float))
                 inference_ms = e.inference_ms if e.inference_ms is not None else e.latency_ms
-                cost = prediction_cost(answered.declared_cost_per_1k, inference_ms, rt.settings)
+                cost = prediction_cost(answered.cost_per_1k, inference_ms, rt.settings)
                 log.record(PredictionEvent(
                     request_id=e.request_id, experiment_id=config.id, phase=config.phase, arm=e.arm, unit_id=e.unit_id,
                     model_id=policy.primary.id, served=True, in_experiment=config.state == "running", answered_by_id=answered.id,

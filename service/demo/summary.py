@@ -35,7 +35,7 @@ def summarise(analysis: dict[str, Any]) -> dict[str, str]:
         "margin": "—" if margin is None else f"-{margin:g}",
         "p95_champion": _num(_get(latency, "quantiles", "champion", "p95", "value"), ".2f") + " ms",
         "p95_challenger": _num(_get(latency, "quantiles", "challenger", "p95", "value"), ".2f") + " ms",
-        "cost_champion": _num(per_1k("champion"), ".5f"),
-        "cost_challenger": _num(per_1k("challenger"), ".5f"),
+        "cost_champion": _num(per_1k("champion"), ".3g"),
+        "cost_challenger": _num(per_1k("challenger"), ".3g"),
         "savings": "—" if savings is None else f"{100 * savings:.0f}%",
     }

@@ -32,7 +32,7 @@ class ModelSpec:
     digest: str
     path: Path
     task: str
-    declared_cost_per_1k: float | None
+    cost_per_1k: float | None       # declared, else measured by the model's profile, else None
     signature: dict[str, Any] = field(repr=False, compare=False)
 
 
@@ -86,8 +86,11 @@ class CompiledExperiment:
 
 
 def _spec(record: ModelRecord, settings: Settings) -> ModelSpec:
+    cost = record.declared_cost_per_1k
+    if cost is None and record.profile:
+        cost = record.profile.get("cost_per_1k")
     return ModelSpec(record.id, record.ref, record.digest, model_path(settings, record.digest), record.task,
-                     record.declared_cost_per_1k, record.signature)
+                     cost, record.signature)
 
 
 def _policy(raw: dict[str, Any], by_ref: dict[str, ModelSpec]) -> PolicySpec:

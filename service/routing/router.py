@@ -238,7 +238,7 @@ class Router:
 
     # -- events ---------------------------------------------------------------------------------
     def _cost(self, spec: ModelSpec, inference_ms: float) -> float:
-        return prediction_cost(spec.declared_cost_per_1k, inference_ms, self._settings)
+        return prediction_cost(spec.cost_per_1k, inference_ms, self._settings)
 
     @staticmethod
     def _event(config, request_id, unit_id, arm, in_experiment, served, policy, scored: Scored, latency_ms, reason, now) -> dict[str, Any]:
