@@ -26,11 +26,23 @@ def frugal_env(data_dir: Path, database_url: str, broker_url: str | None = None,
     return env
 
 
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGKILL when the test process dies, even by SIGKILL, so a killed test
+    run never leaves a worker consuming the shared Redis queue for the next run."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class Process:
     def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.log_path = log
         self._log = open(log, "wb")
-        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     start_new_session=True, preexec_fn=_die_with_parent)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
