@@ -170,3 +170,34 @@ def make_key(app):
 @pytest.fixture
 def admin(make_key):
     return make_key("admin")
+
+
+# -- what the run exercised: printed at the end of every run, so CI's log shows the real parts ------
+
+_REAL_PARTS = {
+    "postgres": {"pg_admin_url", "pg_url", "fresh_pg", "throwaway_pg"},
+    "redis": {"redis_url"},
+}
+_PASSED: dict[str, int] = {"postgres": 0, "redis": 0, "worker": 0}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        for marker, fixtures in _REAL_PARTS.items():
+            if names & fixtures or params.get("backend_url") == marker or params.get("own_db") == marker:
+                item.add_marker(marker)
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.passed:
+        for marker in _PASSED:
+            if marker in report.keywords:
+                _PASSED[marker] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(
+        f"real parts: {_PASSED['postgres']} passed tests used PostgreSQL, {_PASSED['redis']} used Redis, "
+        f"{_PASSED['worker']} ran a live Celery worker process")
