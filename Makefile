@@ -12,7 +12,7 @@ SDK    := $(wildcard sdk/pyproject.toml)
 $(STAMP): pyproject.toml $(SDK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[dev,demo,pdf]' $(if $(SDK),-e ./sdk)
+	$(PIP) install --quiet -e '.[dev,demo,pdf]' $(if $(SDK),-e './sdk[openfeature]')
 	touch $(STAMP)
 
 install: $(STAMP)
