@@ -1,0 +1,138 @@
+"""How long the worker takes at scale, on Postgres.
+
+  python benchmarks/analysis.py [--rows 10000000] [--database postgresql://postgres@127.0.0.1/postgres]
+
+It creates a throwaway database, bulk-loads ``--rows`` logged predictions (one A/B experiment,
+outcomes for 75% of them, spread over 30 days) and reports, all in the same run:
+
+- the full scan: one SQL aggregation of every raw row (what an engine without roll-ups pays at each look);
+- the first roll-up of everything (paid once);
+- rolling up the newest 1% of events on top (what each scheduled run pays);
+- analysing the experiment from its roll-ups (what each look pays), with the number of buckets read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlparse
+
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SIGNATURE = {"inputs": [{"name": "input", "shape": [None, 3], "dtype": "float32"}], "feature_names": ["a", "b", "c"]}
+
+
+def _load(db, experiment, champion, challenger, first: int, last: int) -> None:
+    with db.unit_of_work() as session:
+        session.execute(sa.text("""
+            INSERT INTO predictions (request_id, experiment_id, phase, arm, unit_id, model_id, served, in_experiment,
+                answered_by_id, latency_ms, inference_ms, prediction, label, confidence, cost, cache_hit, fallback_reason,
+                source, created_at)
+            SELECT 'r' || g, :exp, :phase, CASE WHEN g % 2 = 0 THEN 'champion' ELSE 'challenger' END, 'u' || (g % 200000),
+                   CASE WHEN g % 2 = 0 THEN :champ ELSE :chall END, true, true, CASE WHEN g % 2 = 0 THEN :champ ELSE :chall END,
+                   3 + random() * 20, 1 + random(), (random() < 0.9)::int, NULL, 0.9,
+                   CASE WHEN g % 2 = 0 THEN 0.001 ELSE 0.0002 END, false, NULL, 'server',
+                   timestamptz '2026-10-01 00:00+00' + (g::float / :total) * interval '30 days'
+            FROM generate_series(:first, :last) AS g"""),
+            {"exp": experiment.id, "phase": experiment.current_phase, "champ": champion.id, "chall": challenger.id,
+             "first": first, "last": last, "total": last})
+        session.execute(sa.text("""
+            INSERT INTO outcomes (request_id, value, at, received_at)
+            SELECT 'r' || g, (random() < 0.9)::int, now(), now() FROM generate_series(:first, :last) AS g WHERE (g / 2) % 4 <> 0"""),
+            {"first": first, "last": last})
+
+
+def _timed(label: str, fn, repeat: int = 1):
+    best, value = float("inf"), None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - t)
+    print(f"{label:<58} {best:>10.3f} s")
+    return best, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres", help="an admin URL")
+    args = parser.parse_args()
+
+    from service import experiments
+    from service.analytics.analyze import analyze
+    from service.analytics.rollup import run_rollup
+    from service.definition import ExperimentDefinition
+    from service.migrate import upgrade
+    from service.store import models as model_store
+    from service.store.database import Database, normalize_url
+
+    name = f"frugal_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(normalize_url(args.database), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = urlparse(args.database)._replace(path=f"/{name}").geturl()
+    db = Database(url)
+    try:
+        upgrade(db.engine)
+        with db.unit_of_work() as session:
+            models = [model_store.insert(session, name=n, version="1", task="binary", digest=f"{i:064d}", file_size=1,
+                                         signature=SIGNATURE, declared_cost_per_1k=None, profile=None, derived_from_id=None,
+                                         transform=None, description="", created_at=datetime.now(timezone.utc))
+                      for i, n in enumerate(("champion", "challenger"))]
+        definition = ExperimentDefinition.model_validate({
+            "name": "bench", "mode": "ab", "champion": {"kind": "model", "model": models[0].ref},
+            "challenger": {"kind": "model", "model": models[1].ref}, "metric": {"kind": "binary", "margin": 0.02},
+            "guardrails": {"latency": {"threshold_ms": 20, "max_share": 0.2}},
+            "design": {"planned_n_per_arm": args.rows // 2}})
+        record = experiments.create(db, definition, actor="bench")
+        record = experiments.transition(db, str(record.id), "start", actor="bench")
+        bulk = args.rows - args.rows // 100
+        print(f"loading {args.rows:,} predictions into {name} ...", flush=True)
+        t = time.perf_counter()
+        _load(db, record, *models, 1, bulk)
+        with db.engine.connect() as conn:
+            conn.execute(sa.text("ANALYZE predictions"))
+            conn.execute(sa.text("ANALYZE outcomes"))
+            conn.commit()
+        print(f"loaded in {time.perf_counter() - t:.0f} s\n")
+
+        def full_scan():
+            with db.engine.connect() as conn:
+                return conn.execute(sa.text("""
+                    SELECT p.arm, date_trunc('hour', p.created_at), count(*), sum(p.latency_ms), sum(p.cost),
+                           count(o.id), sum((p.prediction = o.value)::int)
+                    FROM predictions p LEFT JOIN outcomes o ON o.request_id = p.request_id
+                    WHERE p.experiment_id = :e GROUP BY 1, 2"""), {"e": record.id}).all()
+
+        print(f"{'step':<58} {'time':>12}")
+        scan_s, groups = _timed(f"full scan: SQL aggregate of {bulk:,} raw rows", full_scan)
+        first_s, first = _timed(f"first roll-up of {bulk:,} rows (once)", lambda: run_rollup(db))
+        _load(db, record, *models, bulk + 1, args.rows)
+        newest = args.rows - bulk
+        inc_s, inc = _timed(f"roll-up of the newest 1% ({newest:,} rows)", lambda: run_rollup(db))
+        slots = iter(range(1000))
+        analyse_s, (stored, _) = _timed(f"analysis of {args.rows:,} predictions from roll-ups",
+                                        lambda: analyze(db, record.id, f"bench-{next(slots)}"), repeat=3)
+        with db.engine.connect() as conn:
+            buckets = conn.execute(sa.text("SELECT count(*) FROM rollups")).scalar()
+        print()
+        print(f"roll-up buckets read per analysis: {buckets:,} (hour x arm); decision {stored.decision}")
+        print(f"  {stored.explanation}")
+        print(f"each look, analysis from roll-ups vs a full scan: {scan_s / analyse_s:,.0f}x faster")
+        print(f"scheduled run (newest 1% roll-up + analysis) vs full scan: {scan_s / (inc_s + analyse_s):,.1f}x faster")
+        assert inc.predictions == newest and first.predictions == bulk and len(groups) > 0
+    finally:
+        db.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()

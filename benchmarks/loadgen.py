@@ -1,0 +1,75 @@
+"""A small closed-loop HTTP load generator (no wrk on these machines): N keep-alive connections in
+threads of a separate process, each sending the next request as soon as the last answer arrived.
+
+    python benchmarks/loadgen.py URL BODY_JSON --header 'Authorization: Bearer ...' --seconds 10 --connections 8
+
+Prints one JSON line: requests, errors, req/s, p50/p90/p99 latency in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import threading
+import time
+from urllib.parse import urlparse
+
+
+def run(url: str, body: bytes, headers: dict[str, str], seconds: float, connections: int, warmup: float = 1.0) -> dict:
+    parsed = urlparse(url)
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    errors = [0] * connections
+    start_at = time.perf_counter() + warmup
+    stop_at = start_at + seconds
+
+    def worker(i: int) -> None:
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        hdrs = {"Content-Type": "application/json", **headers}
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop_at:
+                break
+            try:
+                conn.request("POST", parsed.path, body=body, headers=hdrs)
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+            t1 = time.perf_counter()
+            if t0 >= start_at:
+                latencies[i].append(t1 - t0)
+                errors[i] += 0 if ok else 1
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    all_ms = sorted(x * 1000 for lat in latencies for x in lat)
+    n = len(all_ms)
+
+    def q(p: float) -> float:
+        return all_ms[min(n - 1, int(p * n))] if n else float("nan")
+
+    return {"requests": n, "errors": sum(errors), "rps": n / seconds, "p50_ms": q(0.50), "p90_ms": q(0.90), "p99_ms": q(0.99)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("body")
+    parser.add_argument("--header", action="append", default=[])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+    headers = dict(h.split(": ", 1) for h in args.header)
+    print(json.dumps(run(args.url, args.body.encode(), headers, args.seconds, args.connections)))
+
+
+if __name__ == "__main__":
+    main()

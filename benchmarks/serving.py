@@ -1,0 +1,160 @@
+"""Frugal's request path under load, against a bare Flask + onnxruntime endpoint, on this host.
+
+    python benchmarks/serving.py [--seconds 10] [--connections 8] [--database postgresql://postgres@127.0.0.1/postgres]
+
+Each configuration runs under gunicorn with docker/gunicorn.conf.py (2 workers, gthread) on
+loopback, loaded by benchmarks/loadgen.py in another process for a bounded time:
+
+  (a) bare Flask + onnxruntime, the demo champion model, no routing, auth or logging;
+  (b) Frugal POST /v1/predict, A/B experiment (50/50), every event logged to Postgres;
+  (c) Frugal POST /v1/predict, shadow experiment, the challenger scoring 100% of requests.
+
+It prints (b)/(a) throughput, the p99 difference, and (c) vs (b) p99.  The machines are small and
+shared (2 cores, also running the load generator), so compare ratios, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gunicorn:
+    def __init__(self, app: str, env: dict[str, str], log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "docker" / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{self.port}",
+             "--workers", "2", app], env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise SystemExit(f"{app} did not start; see {log}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+        self.log.close()
+
+
+def _load(url: str, body: dict, headers: dict[str, str], seconds: float, connections: int) -> dict:
+    argv = [sys.executable, str(ROOT / "benchmarks" / "loadgen.py"), url, json.dumps(body), "--seconds", str(seconds),
+            "--connections", str(connections)] + [arg for k, v in headers.items() for arg in ("--header", f"{k}: {v}")]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 120)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    args = parser.parse_args()
+
+    from service import experiments, registry
+    from service.auth import create_key
+    from service.definition import ExperimentDefinition
+    from service.demo.models import build_demo_models
+    from service.migrate import upgrade
+    from service.runtime import Runtime
+    from service.settings import load_settings
+    from service.store.database import normalize_url
+
+    work = Path(tempfile.mkdtemp(prefix="frugal-bench-"))
+    models = build_demo_models(ROOT / ".frugal" / "demo-models")
+    champion = next(m for m in models.values() if m.role == "champion")
+    challenger = next(m for m in models.values() if m.role == "challenger")
+
+    name = f"frugal_bench_{uuid.uuid4().hex[:8]}"
+    admin_engine = sa.create_engine(normalize_url(args.database), isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = urlparse(args.database)._replace(path=f"/{name}").geturl()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRUGAL_")}
+    env.update({"FRUGAL_DATABASE_URL": url, "FRUGAL_DATA_DIR": str(work), "FRUGAL_LOG_LEVEL": "WARNING",
+                "BARE_MODEL": str(champion.path), "PYTHONPATH": str(ROOT)})
+    servers: list[Gunicorn] = []
+    try:
+        rt = Runtime(load_settings({k: v for k, v in env.items() if k.startswith("FRUGAL_")}))
+        upgrade(rt.db.engine)
+        refs = {m.role: registry.register(rt.db, rt.settings, m.path.read_bytes(), name=m.name, version=m.version, task=m.task).ref
+                for m in (champion, challenger)}
+        for exp, mode in (("bench-ab", "ab"), ("bench-shadow", "shadow")):
+            record = experiments.create(rt.db, ExperimentDefinition.model_validate({
+                "name": exp, "mode": mode, "champion": {"kind": "model", "model": refs["champion"]},
+                "challenger": {"kind": "model", "model": refs["challenger"]}, "metric": {"kind": "binary", "margin": 0.02},
+                "shadow_sample": 1.0}), actor="bench")
+            experiments.transition(rt.db, str(record.id), "start", actor="bench")
+        key = {"Authorization": "Bearer " + create_key(rt.db, name="bench", scope="sdk").secret}
+        rt.close()
+        features = [0.5] * len(champion.feature_names)
+
+        bare = Gunicorn("benchmarks.bare_app:create_app()", env, work / "bare.log")
+        servers.append(bare)
+        results = {"a": _load(bare.url + "/predict", {"features": features}, {}, args.seconds, args.connections)}
+        bare.stop()
+        servers.remove(bare)
+
+        frugal = Gunicorn("service.app:create_app()", env, work / "frugal.log")
+        servers.append(frugal)
+        for label, exp in (("b", "bench-ab"), ("c", "bench-shadow")):
+            body = {"experiment": exp, "unit_id": "u-1", "features": features}
+            # distinct unit ids are not needed for throughput; A/B assignment cost is the same per request
+            results[label] = _load(frugal.url + "/v1/predict", body, key, args.seconds, args.connections)
+        frugal.stop()
+        servers.remove(frugal)
+
+        with sa.create_engine(normalize_url(url)).connect() as conn:
+            logged = conn.execute(sa.text("SELECT count(*) FROM predictions")).scalar()
+
+        labels = {"a": "(a) bare Flask + onnxruntime", "b": "(b) Frugal /v1/predict, A/B, logging on",
+                  "c": "(c) Frugal /v1/predict, shadow 100%"}
+        print(f"\n{args.connections} connections, {args.seconds:.0f} s each, gunicorn 2 gthread workers, 2-core host\n")
+        print(f"{'configuration':<42} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        for k in ("a", "b", "c"):
+            r = results[k]
+            print(f"{labels[k]:<42} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}")
+        a, b, c = results["a"], results["b"], results["c"]
+        print()
+        print(f"(b)/(a) throughput: {b['rps'] / a['rps']:.2f}  (target >= 0.85)")
+        print(f"(b) - (a) p99: {b['p99_ms'] - a['p99_ms']:+.2f} ms")
+        print(f"(c) vs (b) p99: {c['p99_ms'] / b['p99_ms']:.2f}x  (target <= 1.10)")
+        print(f"prediction rows logged to Postgres during (b) and (c): {logged:,} "
+              f"(requests answered: {b['requests'] + c['requests']:,} + warm-up)")
+    finally:
+        for server in servers:
+            server.stop()
+        admin_engine.dispose()
+        with sa.create_engine(normalize_url(args.database), isolation_level="AUTOCOMMIT").connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()
