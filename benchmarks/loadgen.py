@@ -3,6 +3,9 @@ threads of a separate process, each sending the next request as soon as the last
 
     python benchmarks/loadgen.py URL BODY_JSON --header 'Authorization: Bearer ...' --seconds 10 --connections 8
 
+A ``__N__`` in the body is replaced by a per-request counter (distinct unit ids, so an A/B run
+exercises both arms in their real proportions).
+
 Prints one JSON line: requests, errors, req/s, p50/p90/p99 latency in ms.
 """
 
@@ -26,12 +29,16 @@ def run(url: str, body: bytes, headers: dict[str, str], seconds: float, connecti
     def worker(i: int) -> None:
         conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
         hdrs = {"Content-Type": "application/json", **headers}
+        template = body.split(b"__N__") if b"__N__" in body else None
+        n = 0
         while True:
             t0 = time.perf_counter()
             if t0 >= stop_at:
                 break
             try:
-                conn.request("POST", parsed.path, body=body, headers=hdrs)
+                payload = body if template is None else f"{i}-{n}".encode().join(template)
+                n += 1
+                conn.request("POST", parsed.path, body=payload, headers=hdrs)
                 response = conn.getresponse()
                 response.read()
                 ok = response.status == 200

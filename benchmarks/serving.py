@@ -125,8 +125,7 @@ def main() -> None:
         frugal = Gunicorn("service.app:create_app()", env, work / "frugal.log")
         servers.append(frugal)
         for label, exp in (("b", "bench-ab"), ("c", "bench-shadow")):
-            body = {"experiment": exp, "unit_id": "u-1", "features": features}
-            # distinct unit ids are not needed for throughput; A/B assignment cost is the same per request
+            body = {"experiment": exp, "unit_id": "u-__N__", "features": features}  # a new unit per request
             results[label] = _load(frugal.url + "/v1/predict", body, key, args.seconds, args.connections)
         frugal.stop()
         servers.remove(frugal)

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import random
 import threading
 import time
@@ -76,6 +78,10 @@ class RouterStats:
     events_dropped: int = 0
 
 
+TRUST_AFTER = 200   # consecutive fast isolated runs before a challenger runs inline
+FAST_SHARE = 0.25   # "fast": within this share of the deadline
+
+
 class Router:
     """Routes rows for one experiment.  One per process (see service.routing.runtime)."""
 
@@ -90,6 +96,15 @@ class Router:
         self._shadow_slots = threading.BoundedSemaphore(settings.shadow_queue_size)
         self.stats = RouterStats()
         self._stats_lock = threading.Lock()
+        self._trust: dict[int, int] = {}      # challenger model id -> consecutive fast isolated runs
+        self._id_pid = -1
+
+    def _new_request_id(self) -> str:
+        """A unique 32-hex id: a random per-process prefix and a counter (os.urandom per request
+        costs more than the rest of assignment)."""
+        if self._id_pid != os.getpid():
+            self._id_prefix, self._id_counter, self._id_pid = uuid.uuid4().hex[:20], itertools.count(), os.getpid()
+        return f"{self._id_prefix}{next(self._id_counter) & 0xFFFFFFFFFFFF:012x}"
 
     # -- public ---------------------------------------------------------------------------------
     def predict(self, experiment: str, items: list[tuple[str, Any, str | None]], started: float | None = None) -> list[Answer]:
@@ -98,7 +113,7 @@ class Router:
         config = self._catalog.get(experiment)
         if config is None:
             raise NotFound(f"no experiment {experiment!r}")
-        request_ids = [rid or uuid.uuid4().hex for _, _, rid in items]
+        request_ids = [rid or self._new_request_id() for _, _, rid in items]
         arms, in_exp = self._assign(config, items, request_ids)
 
         answers: list[Answer | None] = [None] * len(items)
@@ -189,18 +204,41 @@ class Router:
         return scored
 
     def _challenger_with_deadline(self, config: CompiledExperiment, rows: list[Any]) -> tuple[list[Scored], str | None]:
-        future = self._challenger_pool.submit(self._run_policy, config.challenger, rows, config.cache_challenger)
+        """The challenger's answer, or the champion's with the reason when it fails or overruns.
+
+        A challenger runs isolated on the executor, where the deadline cuts the wait short, until
+        it has answered ``TRUST_AFTER`` times in a row within a quarter of its deadline; then it
+        runs inline on the request thread (no thread handoff).  An inline error or overrun is still
+        answered by the champion, and sends the challenger back to isolation at once.
+        """
+        key, deadline_s = config.challenger.primary.id, config.deadline_ms / 1000.0
+        inline = self._trust.get(key, 0) >= TRUST_AFTER
+        started = time.perf_counter()
         try:
-            return future.result(timeout=config.deadline_ms / 1000.0), None
+            if inline:
+                scored = self._run_policy(config.challenger, rows, config.cache_challenger)
+            else:
+                future = self._challenger_pool.submit(self._run_policy, config.challenger, rows, config.cache_challenger)
+                scored = future.result(timeout=deadline_s)
+            elapsed = time.perf_counter() - started
+            if elapsed > deadline_s:  # only possible inline
+                self._trust[key] = 0
+                reason = "challenger_timeout"
+            else:
+                self._trust[key] = self._trust.get(key, 0) + 1 if elapsed < deadline_s * FAST_SHARE else 0
+                return scored, None
         except FutureTimeout:
             future.cancel()
+            self._trust[key] = 0
             reason = "challenger_timeout"
         except FrugalError as exc:
             if exc.status == 422:
                 raise  # the caller's features are wrong for every model
+            self._trust[key] = 0
             reason = "challenger_error"
             log.warning("challenger %s failed: %s", config.challenger.primary.ref, exc)
         except Exception as exc:  # the experiment must never fail the request
+            self._trust[key] = 0
             reason = "challenger_error"
             log.warning("challenger %s failed: %s: %s", config.challenger.primary.ref, type(exc).__name__, exc)
         return self._run_policy(config.champion, rows, config.cache_champion), reason

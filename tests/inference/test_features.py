@@ -104,3 +104,21 @@ def test_the_error_list_is_bounded(sig):
     with pytest.raises(ValidationFailed) as info:
         build_feed(sig, [["x"] * 30] * 10)
     assert len(info.value.errors) == 20 and "at least 20" in info.value.detail
+
+
+def test_a_nan_in_a_well_typed_row_is_found_beside_other_rows_errors(sig):
+    """Well-typed rows take a fast path whose finiteness is checked once for the batch: a NaN there
+    is still named, together with the errors of rows that took the slow path."""
+    rows = [list(_row(sig, k).values()) for k in range(3)]
+    rows[0][1] = math.nan
+    rows[2][4] = "x"
+    with pytest.raises(ValidationFailed) as info:
+        build_feed(sig, rows)
+    assert set(_fields(info.value)) == {"features[0].mean_texture", "features[2].mean_smoothness"}
+
+
+def test_well_typed_rows_by_name_and_position_give_the_same_matrix(sig):
+    by_name = [_row(sig, k) for k in range(5)]
+    by_position = [list(r.values()) for r in by_name]
+    a, b = build_feed(sig, by_name), build_feed(sig, by_position)
+    assert all((a[k] == b[k]).all() for k in a)

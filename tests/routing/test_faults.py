@@ -101,3 +101,25 @@ def test_ab_challenger_faults_fall_back_to_the_champion_and_are_recorded(rig, fa
     rows = _rows(rig["rt"], f"request_id LIKE 'ab-{fault}-%'")
     assert len(rows) == 40
     assert sorted(r.request_id for r in rows if r.fallback_reason == reason) == sorted(a.request_id for a in challenger_arm)
+
+
+def test_a_trusted_inline_challenger_that_turns_slow_is_isolated_again_after_one_request(rig, monkeypatch):
+    """After TRUST_AFTER fast answers the challenger runs on the request thread; its first overrun is
+    answered by the champion (that one request waits for it) and sends it back behind the deadline."""
+    from service.routing import router as router_module
+
+    monkeypatch.setattr(router_module, "TRUST_AFTER", 5)
+    answers = _predict(rig, "ab", 60, "trust-fast")
+    challenger_units = [a for a in answers if a.arm == "challenger"]
+    assert len(challenger_units) > 5 and all(a.fallback_reason is None for a in challenger_units)
+    challenger_id = rig["refs"]["challenger"].id
+    assert rig["router"]._trust[challenger_id] >= 5  # earned: now inline
+
+    rig["fault"]["kind"] = "sleep"
+    answers = _predict(rig, "ab", 60, "trust-slow")
+    slow = [a for a in answers if a.arm == "challenger"]
+    assert slow and all(a.fallback_reason == "challenger_timeout" for a in slow)
+    assert all(a.served_by == rig["refs"]["champion"].ref for a in slow)
+    waited = [a for a in slow if a.latency_ms >= SLEEP_S * 1000]
+    assert len(waited) == 1  # only the inline run that overran; the rest were cut at the deadline
+    assert rig["router"]._trust[challenger_id] == 0
