@@ -203,6 +203,10 @@ class Router:
                                        first.cost + (0.0 if hit else self._cost(policy.fallback, ms2)), first.cache_hit and hit)
         return scored
 
+    def _timed_policy(self, policy: PolicySpec, rows: list[Any], use_cache: bool) -> tuple[list[Scored], float]:
+        started = time.perf_counter()
+        return self._run_policy(policy, rows, use_cache), time.perf_counter() - started
+
     def _challenger_with_deadline(self, config: CompiledExperiment, rows: list[Any]) -> tuple[list[Scored], str | None]:
         """The challenger's answer, or the champion's with the reason when it fails or overruns.
 
@@ -216,16 +220,15 @@ class Router:
         started = time.perf_counter()
         try:
             if inline:
-                scored = self._run_policy(config.challenger, rows, config.cache_challenger)
+                scored, run_s = self._timed_policy(config.challenger, rows, config.cache_challenger)
             else:
-                future = self._challenger_pool.submit(self._run_policy, config.challenger, rows, config.cache_challenger)
-                scored = future.result(timeout=deadline_s)
-            elapsed = time.perf_counter() - started
-            if elapsed > deadline_s:  # only possible inline
+                future = self._challenger_pool.submit(self._timed_policy, config.challenger, rows, config.cache_challenger)
+                scored, run_s = future.result(timeout=deadline_s)
+            if time.perf_counter() - started > deadline_s:  # only possible inline
                 self._trust[key] = 0
                 reason = "challenger_timeout"
-            else:
-                self._trust[key] = self._trust.get(key, 0) + 1 if elapsed < deadline_s * FAST_SHARE else 0
+            else:  # trust is earned by the model's own run time, not by time queued for a thread
+                self._trust[key] = self._trust.get(key, 0) + 1 if run_s < deadline_s * FAST_SHARE else 0
                 return scored, None
         except FutureTimeout:
             future.cancel()
