@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite:///<data_dir>/frugal.db")
     broker_url: str | None = Field(default=None, description="Celery broker; default an embedded SQLite broker")
     result_backend: str | None = Field(default=None, description="Celery result backend; default follows the broker")
+    task_queue: str = Field(default="frugal", pattern=r"^[A-Za-z0-9._-]{1,100}$",
+                            description="Celery queue the web process sends to and workers consume")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json: bool = True
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)

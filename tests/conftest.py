@@ -93,7 +93,10 @@ def data_dir(tmp_path):
 def make_settings(data_dir, **overrides):
     from service.settings import load_settings
 
-    env = {"FRUGAL_DATA_DIR": str(data_dir), "FRUGAL_LOG_LEVEL": "WARNING", "FRUGAL_AUTH_CACHE_TTL_S": "0"}
+    from tests.harness.processes import TEST_QUEUE
+
+    env = {"FRUGAL_DATA_DIR": str(data_dir), "FRUGAL_LOG_LEVEL": "WARNING", "FRUGAL_AUTH_CACHE_TTL_S": "0",
+           "FRUGAL_TASK_QUEUE": TEST_QUEUE}
     env.update({f"FRUGAL_{k.upper()}": str(v) for k, v in overrides.items()})
     return load_settings(env)
 

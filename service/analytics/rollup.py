@@ -94,7 +94,6 @@ def run_rollup(db: Database) -> RollupResult:
 
         deltas: dict[tuple, dict[str, Any]] = defaultdict(empty_stats)
         latencies: dict[tuple, list[float]] = defaultdict(list)
-        exposures: dict[tuple, dict[str, Any]] = {}
 
         def definition(exp_id: int) -> dict[str, Any]:
             return experiments[exp_id]["definition"]
@@ -113,8 +112,6 @@ def run_rollup(db: Database) -> RollupResult:
             slo = (definition(r.experiment_id).get("guardrails") or {}).get("latency")
             if slo and r.latency_ms > slo["threshold_ms"]:
                 d["latency_slow"] += 1
-            if r.served:
-                exposures[(r.experiment_id, r.phase, r.unit_id, r.arm)] = None
         for r in list(fresh) + list(late):
             if r.outcome is None:
                 continue
@@ -137,8 +134,8 @@ def run_rollup(db: Database) -> RollupResult:
         for key, delta in deltas.items():
             row = existing.get((key[0], key[1], key[2], key[3]))
             store.save_bucket(session, row, key, merge_stats(row.stats, delta) if row else merge_stats(empty_stats(), delta), now)
-        store.add_exposures(session, [
-            {"experiment_id": e, "phase": p, "unit_id": u, "arm": a, "first_seen_at": now} for (e, p, u, a) in exposures])
+        if wp_new > wp_old:
+            store.add_exposures(session, wp_old, wp_new, now)
         store.set_watermarks(session, max(wp_new, wp_old), max(wo_new, wo_old), now)
         return RollupResult(len(fresh), len(late), paired, len(deltas), (wp_new, wo_new))
 

@@ -105,15 +105,20 @@ def experiment_settings(session: Session, ids: set[int]) -> dict[int, dict[str, 
     return {i: {"mode": mode, "definition": definition} for i, mode, definition in rows}
 
 
-def add_exposures(session: Session, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
+def add_exposures(session: Session, after: int, upto: int, now: datetime) -> None:
+    """Record each distinct (experiment, phase, unit, arm) served in (after, upto]: one INSERT ... SELECT
+    in the database (a million exposures never travel to Python and back)."""
     if _dialect(session) == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    for start in range(0, len(rows), 2000):
-        session.execute(insert(Exposure).values(rows[start:start + 2000]).on_conflict_do_nothing())
+    served = (sa.select(Prediction.experiment_id, Prediction.phase, Prediction.unit_id, Prediction.arm,
+                        sa.literal(now, Exposure.first_seen_at.type))
+              .where(Prediction.id > after, Prediction.id <= upto, Prediction.in_experiment.is_(True),
+                     Prediction.served.is_(True))
+              .distinct())
+    session.execute(insert(Exposure).from_select(
+        ["experiment_id", "phase", "unit_id", "arm", "first_seen_at"], served).on_conflict_do_nothing())
 
 
 def load_buckets(session: Session, keys: set[tuple[int, int, str, datetime]]) -> dict[tuple, Rollup]:

@@ -25,6 +25,7 @@ def make_celery(app: Flask) -> Celery:
     celery.conf.update(
         broker_url=settings.resolved_broker_url,
         result_backend=settings.resolved_result_backend,
+        task_default_queue=settings.task_queue,
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],

@@ -14,12 +14,14 @@ import httpx
 from tests.harness.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+# One Celery queue per test run: two runs on one machine share Redis but never steal each other's tasks.
+TEST_QUEUE = f"frugal-test-{os.getpid()}-{os.urandom(3).hex()}"
 
 
 def frugal_env(data_dir: Path, database_url: str, broker_url: str | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRUGAL_")}
     env.update({"FRUGAL_DATA_DIR": str(data_dir), "FRUGAL_DATABASE_URL": database_url, "FRUGAL_LOG_LEVEL": "WARNING",
-                "FRUGAL_AUTH_CACHE_TTL_S": "0", "PYTHONPATH": str(ROOT)})
+                "FRUGAL_AUTH_CACHE_TTL_S": "0", "FRUGAL_TASK_QUEUE": TEST_QUEUE, "PYTHONPATH": str(ROOT)})
     if broker_url:
         env["FRUGAL_BROKER_URL"] = broker_url
     env.update(extra)
