@@ -107,6 +107,7 @@ class Client:
         return {**counts, **self._outbox.stats(), "ruleset_version": self._rules.version,
                 "ruleset_source": self._rules.source, "ruleset_stale": self._rules.stale,
                 "ruleset_age_s": self._rules.age_s(), "ruleset_errors": self._rules.errors,
+                "ruleset_not_modified": self._rules.not_modified,
                 "ruleset_last_error": self._rules.last_error}
 
     @property

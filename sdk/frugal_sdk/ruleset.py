@@ -74,6 +74,7 @@ class RulesetCache:
         self.stale = False
         self.fetched_at: float | None = None
         self.errors = 0
+        self.not_modified = 0
         self.last_error: str | None = None
         self.ready = threading.Event()
         self._failing_since: float | None = None
@@ -110,6 +111,7 @@ class RulesetCache:
         try:
             response = self._fetch(headers, timeout)
             if response.status == 304:
+                self.not_modified += 1
                 self._mark_fresh()
                 return True
             if response.status != 200:

@@ -21,6 +21,7 @@ class LiveService:
     port: int
     database_url: str
     sdk_key: str
+    admin_key: str
     experiment: str
     champion: str
     challenger: str
@@ -61,6 +62,7 @@ def live(fresh_pg, data_dir, demo_models, tmp_path):
     env = frugal_env(data_dir, fresh_pg, FRUGAL_RULESET_TTL_S="0")
     server = WebServer(env, tmp_path / "gunicorn.log", workers=1)
     service = LiveService(server.url, server.port, fresh_pg, seeded.sdk["Authorization"].split(" ", 1)[1],
+                          seeded.admin["Authorization"].split(" ", 1)[1],
                           seeded.experiment, seeded.champion, seeded.challenger, seeded.features, env, tmp_path, server)
     yield service
     service.server.stop()

@@ -129,3 +129,26 @@ def test_openfeature_provider_gives_the_arm_as_a_string_flag(live):
         assert no_key.error_code == "TARGETING_KEY_MISSING" and no_key.value == "champion"
         assert of.get_boolean_details(live.experiment, False, EvaluationContext(targeting_key="a")).error_code == "TYPE_MISMATCH"
         api.clear_providers()
+
+
+def test_the_ruleset_refreshes_in_the_background_with_etags(live):
+    """Unchanged rulesets cost a 304; a change on the service (pausing) reaches assign() within a few
+    refresh intervals, with no call on the assignment path."""
+    import time
+
+    import httpx
+
+    with Client(live.url, live.sdk_key, timeout=5, refresh_interval=0.2) as client:
+        assert client.assign(live.experiment, "u1").reason == "SPLIT"
+        time.sleep(1.0)
+        stats = client.stats()
+        assert stats["ruleset_not_modified"] >= 2 and stats["ruleset_errors"] == 0
+        answer = httpx.post(f"{live.url}/v1/experiments/{live.experiment}/pause", json={"reason": "sdk test"},
+                            headers={"Authorization": f"Bearer {live.admin_key}"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        deadline = time.monotonic() + 10
+        while client.assign(live.experiment, "u1").reason != "DISABLED" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        a = client.assign(live.experiment, "u1")
+    assert (a.reason, a.arm, a.in_experiment) == ("DISABLED", "champion", False)
+    assert a.ruleset_version != stats["ruleset_version"]
