@@ -59,10 +59,20 @@ def _label(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+_HOURS: dict[tuple, datetime] = {}
+
+
 def _hour(ts: datetime) -> datetime:
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
-    return ts.replace(minute=0, second=0, microsecond=0)
+    """The UTC hour bucket of ``ts`` (naive), memoised: a roll-up asks for the same few hours millions of times."""
+    key = (ts.year, ts.month, ts.day, ts.hour, ts.utcoffset())
+    hour = _HOURS.get(key)
+    if hour is None:
+        naive = ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo is not None else ts
+        hour = naive.replace(minute=0, second=0, microsecond=0)
+        if len(_HOURS) > 100_000:
+            _HOURS.clear()
+        _HOURS[key] = hour
+    return hour
 
 
 def _add(m: dict[str, float], x: float) -> None:
@@ -98,6 +108,8 @@ def run_rollup(db: Database) -> RollupResult:
         def definition(exp_id: int) -> dict[str, Any]:
             return experiments[exp_id]["definition"]
 
+        slos = {e: ((s["definition"].get("guardrails") or {}).get("latency") or {}).get("threshold_ms")
+                for e, s in experiments.items()}
         for r in fresh:
             key = (r.experiment_id, r.phase, r.arm, _hour(r.created_at))
             d = deltas[key]
@@ -109,8 +121,8 @@ def run_rollup(db: Database) -> RollupResult:
             _add(d["inference"], r.inference_ms)
             _add(d["cost"], r.cost)
             latencies[key].append(r.latency_ms)
-            slo = (definition(r.experiment_id).get("guardrails") or {}).get("latency")
-            if slo and r.latency_ms > slo["threshold_ms"]:
+            slo = slos[r.experiment_id]
+            if slo is not None and r.latency_ms > slo:
                 d["latency_slow"] += 1
         for r in list(fresh) + list(late):
             if r.outcome is None:
