@@ -38,6 +38,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         SECRET_KEY=settings.secret_key or _data_dir_secret(settings),
         JSON_SORT_KEYS=False,
+        SESSION_COOKIE_NAME="frugal_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
     )
     app.extensions["frugal"] = Runtime(settings)
 
@@ -59,6 +63,9 @@ def _register_routes(app: OpenAPI) -> None:
     from service.api import register_blueprints
 
     register_blueprints(app)
+    from service import web
+
+    web.register(app)  # the HTML pages for people (/login, /reports, /dashboard): not in the OpenAPI document
 
 
 def _check_body() -> None:

@@ -71,6 +71,13 @@ def revoke_key(db: Database, ident: str) -> KeyRecord:
     return record
 
 
+def session_key(db: Database, key_id: int) -> KeyRecord | None:
+    """The key a browser session was opened with, if it still exists and is not revoked."""
+    with db.unit_of_work() as session:
+        record = key_store.by_id(session, key_id)
+    return record if record is not None and record.active else None
+
+
 class Authenticator:
     """Checks bearer tokens, caching lookups briefly so the predict path does not query per call.
 

@@ -153,7 +153,8 @@ def _run(fn):
     try:
         return fn()
     except FrugalError as exc:
-        raise click.ClickException(exc.detail) from None
+        fields = "".join(f"\n  {e['field']}: {e['message']}" for e in exc.errors)
+        raise click.ClickException(f"{exc.detail} ({exc.status} {exc.title}){fields}") from None
 
 
 @main.group()
@@ -214,6 +215,31 @@ def models_quantize(model: str, to: str, version: str | None) -> None:
     source = _run(lambda: registry.resolve(rt.db, model))
     record = _run(lambda: registry.quantize(rt.db, rt.settings, source.id, to, version=version))
     click.echo(f"registered {record.ref} (id {record.id}, derived from {source.ref})")
+
+
+@main.command()
+@click.option("--experiment", "experiment", default=None, help="experiment name or id")
+@click.option("--portfolio", is_flag=True, help="the summary across every experiment that ran in the week")
+@click.option("--week", default=None, help="ISO week such as 2026-W47 (default: last complete week, FRUGAL_REPORT_TIMEZONE)")
+@click.option("--pdf", is_flag=True, help="also write the PDF under FRUGAL_DATA_DIR/reports")
+def report(experiment: str | None, portfolio: bool, week: str | None, pdf: bool) -> None:
+    """Render a weekly report now, store it and print its URL (and the PDF's path)."""
+    from datetime import datetime, timezone
+
+    from service.reports import weekly
+    from service.reports.weeks import IsoWeek
+
+    if bool(experiment) == portfolio:
+        raise click.UsageError("give --experiment NAME or --portfolio")
+    rt = _runtime()
+    target = _run(lambda: IsoWeek.parse(week) if week else IsoWeek.previous(datetime.now(timezone.utc), rt.settings.report_timezone))
+    if portfolio:
+        record = _run(lambda: weekly.render_portfolio(rt.db, rt.settings, target, pdf=pdf))
+    else:
+        record = _run(lambda: weekly.render_experiment(rt.db, rt.settings, experiment, target, pdf=pdf))
+    click.echo(f"report {record.id} ({record.title}): {weekly.report_url(rt.settings, record)}")
+    if record.pdf_path:
+        click.echo(f"pdf: {record.pdf_path}")
 
 
 @main.command()

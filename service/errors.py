@@ -82,6 +82,12 @@ class UnsupportedMediaType(FrugalError):
     status, code, title = 415, "unsupported_media_type", "Unsupported media type"
 
 
+class NotImplementedHere(FrugalError):
+    """A feature whose optional dependency is not installed (e.g. PDF reports without ``frugal[pdf]``)."""
+
+    status, code, title = 501, "not_implemented", "Not implemented"
+
+
 class ServiceUnavailable(FrugalError):
     status, code, title = 503, "service_unavailable", "Service unavailable"
 

@@ -23,9 +23,23 @@ _HTTP_CODES = {
 }
 
 
+def _wants_html() -> bool:
+    """A browser on one of the HTML pages (not /v1): it gets the same problem as a page.  API clients,
+    which do not prefer text/html, keep getting problem+json."""
+    if not request or request.path.startswith("/v1/") or request.path in ("/openapi.json",):
+        return False
+    accept = request.accept_mimetypes
+    return accept.best_match(["application/problem+json", "application/json", "text/html"]) == "text/html"
+
+
 def problem_response(error: FrugalError) -> Response:
     body = error.to_problem(instance=request.path if request else None)
-    response = Response(json.dumps(body), status=error.status, mimetype=PROBLEM_JSON)
+    if _wants_html():
+        from service.reports.render import page
+
+        response = Response(page("error.html", problem=body), status=error.status, mimetype="text/html")
+    else:
+        response = Response(json.dumps(body), status=error.status, mimetype=PROBLEM_JSON)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="frugal"'
     if error.status == 503:

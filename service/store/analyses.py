@@ -71,3 +71,9 @@ def history(session: Session, experiment_id: int, phase: int, *, since: datetime
     if until is not None:
         query = query.where(Analysis.created_at < until)
     return [_record(r) for r in session.scalars(query.order_by(Analysis.created_at, Analysis.id))]
+
+
+def before(session: Session, experiment_id: int, until: datetime) -> list[AnalysisRecord]:
+    """Every analysis of the experiment stored before ``until``, oldest first (a report's history)."""
+    query = sa.select(Analysis).where(Analysis.experiment_id == experiment_id, Analysis.created_at < until)
+    return [_record(r) for r in session.scalars(query.order_by(Analysis.created_at, Analysis.id))]

@@ -53,3 +53,8 @@ def revoke(session: Session, *, key_id: int | None = None, prefix: str | None = 
     if row.revoked_at is None:
         row.revoked_at = now
     return _record(row)
+
+
+def by_id(session: Session, key_id: int) -> KeyRecord | None:
+    row = session.get(ApiKey, key_id)
+    return _record(row) if row else None

@@ -98,6 +98,44 @@ def notify_decision(self, analysis_id: int) -> dict:
     return {"sent": True, "status": status}
 
 
+@shared_task(name="frugal.weekly_reports", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5,
+             soft_time_limit=1500, time_limit=1800)
+def weekly_reports(week: str | None = None) -> dict:
+    """Beat (Monday morning): render last week's report of every experiment that ran in it, then the portfolio.
+
+    Idempotent: a report is unique per (experiment, week) and rendering again replaces it.  ``week``
+    ("2026-W47") re-renders a past week.
+    """
+    from service.reports import weekly
+    from service.reports.weeks import IsoWeek
+
+    rt = runtime()
+    tz = rt.settings.report_timezone
+    target = IsoWeek.parse(week) if week else IsoWeek.previous(datetime.now(timezone.utc), tz)
+    records = weekly.render_week(rt.db, rt.settings, target)
+    links = [{"experiment": r.experiment_name, "title": r.title, "url": weekly.report_url(rt.settings, r),
+              "pdf": weekly.report_url(rt.settings, r, pdf=True)} for r in records]
+    if rt.settings.report_webhook_url:
+        notify_reports.delay(target.label, links)
+    return {"week": target.label, "reports": [r.id for r in records]}
+
+
+@shared_task(name="frugal.notify_reports", bind=True, max_retries=8)
+def notify_reports(self, week: str, links: list[dict]) -> dict:
+    """POST the week's report links to settings.report_webhook_url; retried with backoff."""
+    from service.analytics import webhooks
+
+    url = runtime().settings.report_webhook_url
+    if not url:
+        return {"sent": False, "reason": "no webhook"}
+    message = {"event": "weekly_reports", "week": week, "reports": links}
+    try:
+        status = webhooks.post(url, message)
+    except webhooks.WebhookFailed as exc:
+        raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 300))
+    return {"sent": True, "status": status}
+
+
 def _slot(interval_s: float) -> str:
     now = datetime.now(timezone.utc).timestamp()
     start = int(now // interval_s * interval_s)
