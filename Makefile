@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install serve bench lint clean
+.PHONY: demo test install serve bench lint clean system-deps
 
 SDK    := $(wildcard sdk/pyproject.toml)
 
@@ -20,7 +20,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/frugal demo
 
-test: $(STAMP)
+# The report tests need a browser (headless Chromium, driven by Playwright), pdftoppm (poppler-utils) and
+# WeasyPrint's pango.  From Debian, never downloaded at test time; installed only when missing.
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system-deps:
+	@if [ ! -x /usr/bin/chromium ] || ! command -v pdftoppm >/dev/null 2>&1 || ! ldconfig -p | grep -q libpangoft2-1.0; then \
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends \
+			chromium poppler-utils libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core; \
+	fi
+
+test: system-deps $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 serve: $(STAMP)
