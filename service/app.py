@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
     )
     app.extensions["frugal"] = Runtime(settings)
+    from service.web.session import LazyCookieSessions
+
+    app.session_interface = LazyCookieSessions()
 
     from service.worker.celery_app import make_celery
 

@@ -12,6 +12,7 @@ from typing import Callable
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Response, g, redirect, request, session
+from flask.sessions import SecureCookieSessionInterface
 
 from service.auth import session_key
 from service.errors import Forbidden, Unauthorized
@@ -21,6 +22,16 @@ from service.store.keys import KeyRecord
 
 bp = Blueprint("web_session", __name__)
 SCOPE = "read"
+
+
+class LazyCookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, skipped where no session can exist: the JSON API (/v1) never
+    reads one, and a request without the cookie has none (Flask would build a signer per request)."""
+
+    def open_session(self, app, request):
+        if request.path.startswith("/v1/") or self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def html(body: str, status: int = 200) -> Response:
