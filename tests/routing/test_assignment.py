@@ -1,4 +1,4 @@
-"""Assignment follows shared/vectors/assignment.json exactly."""
+"""Assignment follows tests/vectors/assignment.json (the copy of shared/vectors/assignment.json) exactly."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import pytest
 
 from service.routing.assignment import arm_ranges, assign, bucket
 
-VECTORS = Path(os.environ.get("FRUGAL_VECTORS_DIR", Path(__file__).resolve().parents[3] / "shared" / "vectors"))
+VECTORS = Path(os.environ.get("FRUGAL_VECTORS_DIR", Path(__file__).resolve().parents[1] / "vectors"))
 CASES = json.loads((VECTORS / "assignment.json").read_text())["cases"]
 
 
