@@ -67,6 +67,7 @@ class Client:
         self._rules = RulesetCache(self._get_ruleset, interval=refresh_interval, jitter=refresh_jitter,
                                    timeout=timeout, cache_path=ruleset_cache, bootstrap=bootstrap)
         self._local = local
+        self._assignments: dict[tuple, tuple[Any, t.Assignment]] = {}
         _register(self)
         if local:
             self._rules.start(wait=init_timeout)
@@ -187,17 +188,34 @@ class Client:
                     else f"experiment {experiment!r} is not in ruleset {rules.version}")
             return t.Assignment(experiment, "champion", None, None, False, t.ERROR, code, rules.stale, rules.version)
         if rule.state != "running":
-            arm = rule.served_arm
-            return t.Assignment(experiment, arm, rule.policies.get(arm), rule.phase, False, t.DISABLED, None,
-                                rules.stale, rules.version)
+            return self._assignment(rule, rules, -1)
         weights = (10_000, 0) if rule.mode == "shadow" else rule.weights_bp
         index = arm_index(bucket(rule.salt, str(unit_id)), weights, rule.coverage_bp)
-        if index is None:
-            return t.Assignment(experiment, "champion", rule.policies.get("champion"), rule.phase, False, t.DEFAULT,
-                                None, rules.stale, rules.version)
-        arm = rule.arms[index]
-        return t.Assignment(experiment, arm, rule.policies.get(arm), rule.phase, True, t.SPLIT, None,
-                            rules.stale, rules.version)
+        return self._assignment(rule, rules, -2 if index is None else index)
+
+    def _assignment(self, rule, rules: RulesetCache, index: int) -> t.Assignment:
+        """The Assignment for (rule, outcome), built once and shared: it depends on the ruleset, not on the
+        unit, so the per-call cost is the hash alone (index -1: not running, -2: outside coverage)."""
+        stale, version = rules.stale, rules.version
+        key = (id(rule), index, stale, version)
+        cached = self._assignments.get(key)
+        if cached is not None and cached[0] is rule:  # the rule is kept alive with it: its id is not reused
+            return cached[1]
+        if index == -1:
+            arm = rule.served_arm
+            a = t.Assignment(rule.name, arm, rule.policies.get(arm), rule.phase, False, t.DISABLED, None,
+                             stale, version)
+        elif index == -2:
+            a = t.Assignment(rule.name, "champion", rule.policies.get("champion"), rule.phase, False, t.DEFAULT,
+                             None, stale, version)
+        else:
+            arm = rule.arms[index]
+            a = t.Assignment(rule.name, arm, rule.policies.get(arm), rule.phase, True, t.SPLIT, None,
+                             stale, version)
+        if len(self._assignments) > 4096:  # entries of old ruleset versions
+            self._assignments.clear()
+        self._assignments[key] = (rule, a)
+        return a
 
     def log_prediction(self, experiment: str, unit_id: str, assignment: t.Assignment | str, model_version: str,
                        latency_ms: float, *, prediction: Any = None, confidence: float | None = None,
