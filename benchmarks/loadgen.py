@@ -19,7 +19,12 @@ import time
 from urllib.parse import urlparse
 
 
-def run(url: str, body: bytes, headers: dict[str, str], seconds: float, connections: int, warmup: float = 1.0) -> dict:
+def run(url: str, body: bytes, headers: dict[str, str], seconds: float, connections: int, warmup: float = 1.0,
+        rate: float | None = None) -> dict:
+    """Closed loop by default (each connection sends as soon as it has its answer: the throughput).
+    With ``rate`` (requests/s over all connections) it is an open loop: request k of connection i is
+    due at ``start + (k * connections + i) / rate`` and its latency counts from when it was due, so a
+    server that falls behind is charged for the wait (no coordinated omission)."""
     parsed = urlparse(url)
     latencies: list[list[float]] = [[] for _ in range(connections)]
     errors = [0] * connections
@@ -31,8 +36,15 @@ def run(url: str, body: bytes, headers: dict[str, str], seconds: float, connecti
         hdrs = {"Content-Type": "application/json", **headers}
         template = body.split(b"__N__") if b"__N__" in body else None
         n = 0
+        k = 0
         while True:
             t0 = time.perf_counter()
+            if rate:
+                due = start_at - warmup + (k * connections + i) / rate
+                k += 1
+                if due > t0:
+                    time.sleep(due - t0)
+                t0 = due
             if t0 >= stop_at:
                 break
             try:
@@ -73,9 +85,10 @@ def main() -> None:
     parser.add_argument("--header", action="append", default=[])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=None, help="open loop at this many requests/s in all")
     args = parser.parse_args()
     headers = dict(h.split(": ", 1) for h in args.header)
-    print(json.dumps(run(args.url, args.body.encode(), headers, args.seconds, args.connections)))
+    print(json.dumps(run(args.url, args.body.encode(), headers, args.seconds, args.connections, rate=args.rate)))
 
 
 if __name__ == "__main__":

@@ -59,6 +59,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     _register_routes(app)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: Response(json.dumps(app.api_doc), mimetype="application/json"))
     app.add_url_rule("/docs", "docs_root", lambda: redirect("/docs/swagger"))
+    from service.api.fastpath import PredictFastPath
+
+    app.wsgi_app = PredictFastPath(app.wsgi_app, app.extensions["frugal"])  # the hot route (see its docstring)
     return app
 
 

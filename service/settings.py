@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # Routing
     shadow_workers: int = Field(default=2, ge=1, le=64)
     shadow_queue_size: int = Field(default=1_000, ge=1)
+    shadow_defer_ms: float = Field(default=20.0, ge=0, le=10_000,
+                                   description="How long a shadow run waits for a moment with no request in flight")
     challenger_deadline_ms: float = Field(default=250.0, gt=0)
     ruleset_ttl_s: float = Field(default=1.0, ge=0, description="How long a web worker caches experiment definitions")
 

@@ -97,6 +97,9 @@ class Router:
         self.stats = RouterStats()
         self._stats_lock = threading.Lock()
         self._trust: dict[int, int] = {}      # challenger model id -> consecutive fast isolated runs
+        self._inflight = 0                    # requests in predict() now: shadow work waits for a gap
+        self._inflight_lock = threading.Lock()
+        self._shadow_defer_s = settings.shadow_defer_ms / 1000.0
         self._id_pid = -1
 
     def _new_request_id(self) -> str:
@@ -109,6 +112,15 @@ class Router:
     # -- public ---------------------------------------------------------------------------------
     def predict(self, experiment: str, items: list[tuple[str, Any, str | None]], started: float | None = None) -> list[Answer]:
         """Answer ``items`` = [(unit_id, features, request_id or None)] for one experiment."""
+        with self._inflight_lock:
+            self._inflight += 1
+        try:
+            return self._predict(experiment, items, started)
+        finally:
+            with self._inflight_lock:
+                self._inflight -= 1
+
+    def _predict(self, experiment: str, items: list[tuple[str, Any, str | None]], started: float | None) -> list[Answer]:
         started = started or time.perf_counter()
         config = self._catalog.get(experiment)
         if config is None:
@@ -260,6 +272,11 @@ class Router:
             self._shadow_slots.release()
 
     def _shadow(self, config: CompiledExperiment, rows: list[tuple[str, str, Any]]) -> None:
+        # Background priority: Python threads share one interpreter lock, so a shadow run while a request
+        # is in flight delays that request.  Wait (up to shadow_defer_ms) for a moment with none in flight.
+        give_up = time.monotonic() + self._shadow_defer_s
+        while self._inflight and time.monotonic() < give_up:
+            time.sleep(0.0005)
         try:
             started = time.perf_counter()
             scored = self._run_policy(config.challenger, [f for _, _, f in rows], config.cache_challenger)

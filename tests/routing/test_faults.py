@@ -123,3 +123,24 @@ def test_a_trusted_inline_challenger_that_turns_slow_is_isolated_again_after_one
     waited = [a for a in slow if a.latency_ms >= SLEEP_S * 1000]
     assert len(waited) == 1  # only the inline run that overran; the rest were cut at the deadline
     assert rig["router"]._trust[challenger_id] == 0
+
+
+def test_shadow_scoring_waits_for_a_moment_with_no_request_in_flight(rig):
+    """Shadow runs yield to requests (they share one interpreter lock): while a request is in flight a
+    shadow run waits, up to shadow_defer_ms, then runs anyway."""
+    router = rig["router"]
+    router._shadow_defer_s = 60.0
+    with router._inflight_lock:
+        router._inflight += 1  # a request that stays in flight
+    try:
+        _predict(rig, "shadow", 3, "defer")
+        time.sleep(0.5)
+        assert router.stats.shadow_completed == 0 and router.stats.shadow_submitted == 3
+    finally:
+        with router._inflight_lock:
+            router._inflight -= 1
+    deadline = time.monotonic() + 10
+    while router.stats.shadow_completed < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert router.stats.shadow_completed == 3
+    assert router._inflight == 0  # predict() always leaves the count as it found it
