@@ -215,6 +215,15 @@ def models_quantize(model: str, to: str, version: str | None) -> None:
     source = _run(lambda: registry.resolve(rt.db, model))
     record = _run(lambda: registry.quantize(rt.db, rt.settings, source.id, to, version=version))
     click.echo(f"registered {record.ref} (id {record.id}, derived from {source.ref})")
+    costs = registry.cost_comparison(registry.get(rt.db, source.id), record)
+    if costs:
+        before, after = costs
+        click.echo(f"measured CPU cost per 1,000 predictions on this host: {source.ref} {before:.3g}, "
+                   f"{record.ref} {after:.3g} ({after / before:.2f}x)")
+        if after >= before:
+            click.echo(f"warning: {record.ref} is not cheaper to run here than {source.ref} (quantizing a small "
+                       "model adds conversion work that can outweigh the cheaper arithmetic); compare accuracy and "
+                       "latency with 'frugal models bench' before using it", err=True)
 
 
 @main.command()

@@ -158,8 +158,23 @@ def quantize(db: Database, settings: Settings, model_id: int, to: str, *, versio
         raise ValidationFailed("invalid quantization", errors=[field_error("to", "must be int8 or fp16")])
     source = get(db, model_id)
     data = quantize_model(model_path(settings, source.digest).read_bytes(), to)
-    return register(
+    record = register(
         db, settings, data, name=source.name, version=version or f"{source.version}-{to}", task=source.task,
         description=f"{to} quantization of {source.ref}", derived_from_id=source.id, transform=to,
         feature_names=source.signature.get("feature_names"),
     )
+    # Smaller is not always cheaper (int8 on a tiny model can cost more): measure both on this host, so the
+    # new version's cost is a measurement beside its source's, not an assumption.
+    if not source.profile:
+        profile_model(db, settings, source.id, budget_s=QUANTIZE_PROFILE_BUDGET_S)
+    profile_model(db, settings, record.id, budget_s=QUANTIZE_PROFILE_BUDGET_S)
+    return get(db, record.id)
+
+
+QUANTIZE_PROFILE_BUDGET_S = 1.0
+
+
+def cost_comparison(source: ModelRecord, derived: ModelRecord) -> tuple[float, float] | None:
+    """(source, derived) measured CPU cost per 1,000 predictions, when both are profiled."""
+    a, b = (source.profile or {}).get("cost_per_1k"), (derived.profile or {}).get("cost_per_1k")
+    return (float(a), float(b)) if a is not None and b is not None else None

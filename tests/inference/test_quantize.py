@@ -56,3 +56,34 @@ def test_an_unknown_target_is_refused(demo_models, to):
     with pytest.raises(ValidationFailed) as info:
         quantize_model(demo_models["mlp"].path.read_bytes(), to)
     assert info.value.errors == [{"field": "to", "message": "must be one of int8, fp16"}]
+
+
+def test_quantizing_registers_a_profiled_version_and_the_cli_compares_costs(demo_models, sqlite_url, data_dir):
+    """The new version carries lineage and a profile measured on this host beside its source's, and
+    `frugal models quantize` prints both costs (and warns when the quantized one is not cheaper)."""
+    from click.testing import CliRunner
+
+    from service import registry
+    from service.cli import main as cli
+    from service.runtime import Runtime
+    from tests.conftest import make_settings
+
+    env = {"FRUGAL_DATA_DIR": str(data_dir), "FRUGAL_DATABASE_URL": sqlite_url, "FRUGAL_LOG_LEVEL": "WARNING"}
+    mlp = demo_models["mlp"]
+    registered = CliRunner().invoke(cli, ["models", "register", str(mlp.path), "--name", "mlp", "--version", "1",
+                                          "--task", "binary"], env=env)
+    assert registered.exit_code == 0, registered.output
+    result = CliRunner().invoke(cli, ["models", "quantize", "mlp:1", "--to", "int8"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "registered mlp:1-int8" in result.output and "measured CPU cost per 1,000 predictions" in result.output
+
+    rt = Runtime(make_settings(data_dir, database_url=sqlite_url))
+    try:
+        source, derived = registry.resolve(rt.db, "mlp:1"), registry.resolve(rt.db, "mlp:1-int8")
+    finally:
+        rt.close()
+    assert derived.derived_from_id == source.id and derived.transform == "int8"
+    before, after = registry.cost_comparison(source, derived)
+    assert before > 0 and after > 0
+    assert f"({after / before:.2f}x)" in result.output
+    assert ("is not cheaper to run here" in result.output) == (after >= before)
