@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
@@ -70,13 +69,11 @@ def main() -> None:
     from service.definition import ExperimentDefinition
     from service.migrate import upgrade
     from service.store import models as model_store
-    from service.store.database import Database, normalize_url
+    from service.store.database import Database
+    from tests.harness.servers import create_database, drop_database
 
-    name = f"frugal_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(normalize_url(args.database), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = urlparse(args.database)._replace(path=f"/{name}").geturl()
+    url = create_database(args.database)
+    name = urlparse(url).path.lstrip("/")
     db = Database(url)
     try:
         upgrade(db.engine)
@@ -129,9 +126,7 @@ def main() -> None:
         assert inc.predictions == newest and first.predictions == bulk and len(groups) > 0
     finally:
         db.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(args.database, url)
 
 
 if __name__ == "__main__":

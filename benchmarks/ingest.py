@@ -19,7 +19,6 @@ import argparse
 import io
 import sys
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
@@ -43,14 +42,12 @@ def main() -> None:
     from service.migrate import upgrade
     from service.settings import load_settings
     from service.store import models as model_store
-    from service.store.database import Database, normalize_url
+    from service.store.database import Database
+    from tests.harness.servers import create_database, drop_database
     from service.store.events import PREDICTION_COLUMNS, _csv
 
-    name = f"frugal_ingest_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(normalize_url(args.database), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = urlparse(args.database)._replace(path=f"/{name}").geturl()
+    url = create_database(args.database)
+    name = urlparse(url).path.lstrip("/")
     db = Database(url)
     tmp = Path(f"/tmp/{name}")
     try:
@@ -111,9 +108,7 @@ def main() -> None:
         print(f"record() on the request path: {1e6 * record_s / args.events:.2f} µs per event")
     finally:
         db.dispose()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(args.database, url)
 
 
 if __name__ == "__main__":

@@ -26,9 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import sqlalchemy as sa
@@ -93,17 +91,14 @@ def main() -> None:
     from service.runtime import Runtime
     from service.settings import load_settings
     from service.store.database import normalize_url
+    from tests.harness.servers import create_database, drop_database
 
     work = Path(tempfile.mkdtemp(prefix="frugal-bench-"))
     models = build_demo_models(ROOT / ".frugal" / "demo-models")
     champion = next(m for m in models.values() if m.role == "champion")
     challenger = next(m for m in models.values() if m.role == "challenger")
 
-    name = f"frugal_bench_{uuid.uuid4().hex[:8]}"
-    admin_engine = sa.create_engine(normalize_url(args.database), isolation_level="AUTOCOMMIT")
-    with admin_engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = urlparse(args.database)._replace(path=f"/{name}").geturl()
+    url = create_database(args.database)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRUGAL_")}
     env.update({"FRUGAL_DATABASE_URL": url, "FRUGAL_DATA_DIR": str(work), "FRUGAL_LOG_LEVEL": "WARNING",
                 "BARE_MODEL": str(champion.path), "PYTHONPATH": str(ROOT)})
@@ -155,7 +150,7 @@ def main() -> None:
         print(f"{'configuration':<42} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7}")
         for k in labels:
             if k == f"b@{rates[0]}":
-                print(f"open loop (arrivals at a fixed rate, latency from when each request was due):")
+                print("open loop (arrivals at a fixed rate, latency from when each request was due):")
             r = results[k]
             print(f"{labels[k]:<42} {r['rps']:>8.0f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}")
         a, b, c = results["a"], results["b"], results["c"]
@@ -173,9 +168,7 @@ def main() -> None:
     finally:
         for server in servers:
             server.stop()
-        admin_engine.dispose()
-        with sa.create_engine(normalize_url(args.database), isolation_level="AUTOCOMMIT").connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(args.database, url)
 
 
 if __name__ == "__main__":

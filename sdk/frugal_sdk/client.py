@@ -14,7 +14,7 @@ import uuid
 import weakref
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from frugal_sdk import types as t
 from frugal_sdk._assignment import arm_index, bucket
