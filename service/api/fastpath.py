@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 class PredictFastPath:
     def __init__(self, flask_wsgi: Callable, runtime: Any) -> None:
+        from service.api.predict import PredictRequest
+        from service.routing.runtime import router
+
+        self._request_model, self._router = PredictRequest, router  # resolved once, not per request
         self._next = flask_wsgi
         self._runtime = runtime
         self._lock = threading.Lock()
@@ -65,14 +69,11 @@ class PredictFastPath:
         return environ["wsgi.input"].read(length)
 
     def _answer(self, environ: dict[str, Any], body: bytes, started: float) -> bytes | None:
-        from service.api.predict import PredictRequest
-        from service.routing.runtime import router
-
         rt = self._runtime
         try:
             rt.auth.check_scope(rt.auth.authenticate(environ.get("HTTP_AUTHORIZATION")), "sdk")
-            request = PredictRequest.model_validate(json.loads(body))
-            answer = router(rt).predict(request.experiment, [(request.unit_id, request.features, request.request_id)],
+            request = self._request_model.model_validate(json.loads(body))
+            answer = self._router(rt).predict(request.experiment, [(request.unit_id, request.features, request.request_id)],
                                         started)[0]
         except (FrugalError, ValidationError, ValueError, TypeError):
             return None  # 401/403/404/422...: Flask answers it, with the problem+json the API promises
