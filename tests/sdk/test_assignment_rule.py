@@ -67,3 +67,23 @@ def test_no_ruleset_and_unknown_experiments_are_errors_not_exceptions(assignment
 
     with Client("http://127.0.0.1:9", "k", init_timeout=0, strict=True) as client, pytest.raises(NotReady):
         client.assign("e", "u")
+
+
+@pytest.mark.parametrize("request_id, value", [("has space", 1.0), ("", 1.0), ("ok", float("nan")), ("ok", "high"),
+                                               ("ok", None)])
+def test_a_malformed_outcome_is_refused_at_the_call_counted_and_never_buffered(request_id, value):
+    with Client("http://127.0.0.1:9", "k", local=False, timeout=0.1) as client:
+        client.record_outcome(request_id, value)
+        stats = client.stats()
+    assert stats["invalid"] == 1 and stats["buffered"] == 0 and stats["dropped"] == 0
+    with Client("http://127.0.0.1:9", "k", local=False, timeout=0.1, strict=True) as client, \
+            pytest.raises(ValueError, match="record_outcome"):
+        client.record_outcome(request_id, value)
+
+
+def test_a_malformed_prediction_log_is_refused_naming_each_problem():
+    with Client("http://127.0.0.1:9", "k", local=False, timeout=0.1, strict=True) as client, \
+            pytest.raises(ValueError) as err:
+        client.log_prediction("e", "u", "neither", "m:1", float("inf"), confidence=2.0)
+    message = str(err.value)
+    assert "arm must be" in message and "latency_ms must be" in message and "confidence must be" in message
