@@ -8,6 +8,7 @@ security.  The id part (``prefix``) names the key in logs and in ``frugal keys l
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
 import time
@@ -22,6 +23,7 @@ from service.store.keys import KeyRecord
 SCOPES = ("admin", "sdk", "read")
 # admin may call every route; the other scopes only their own.
 IMPLIED = {"admin": {"admin", "sdk", "read"}, "sdk": {"sdk"}, "read": {"read"}}
+PREFIX_PATTERN = re.compile(r"[0-9a-f]{8}")
 
 
 def hash_key(secret: str) -> str:
@@ -60,12 +62,18 @@ def list_keys(db: Database) -> list[KeyRecord]:
 
 
 def revoke_key(db: Database, ident: str) -> KeyRecord:
-    """Revoke by numeric id or by prefix."""
+    """Revoke by prefix (or the whole key) or by numeric id.
+
+    A prefix is 8 hex characters and may be all digits, so an 8-character ident is tried as a
+    prefix first and only then, if it is a number, as an id.
+    """
+    prefix = ident.removeprefix("frg_").split("_")[0]
     with db.unit_of_work() as session:
-        if ident.isdigit():
+        record = None
+        if PREFIX_PATTERN.fullmatch(prefix):
+            record = key_store.revoke(session, prefix=prefix, now=utcnow())
+        if record is None and ident.isdigit():
             record = key_store.revoke(session, key_id=int(ident), now=utcnow())
-        else:
-            record = key_store.revoke(session, prefix=ident.removeprefix("frg_").split("_")[0], now=utcnow())
     if record is None:
         raise NotFound(f"no API key {ident!r}")
     return record
