@@ -24,9 +24,9 @@ demo: $(STAMP)
 # WeasyPrint's pango.  From Debian, never downloaded at test time; installed only when missing.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
-	@if [ ! -x /usr/bin/chromium ] || ! command -v pdftoppm >/dev/null 2>&1 || ! ldconfig -p | grep -q libpangoft2-1.0; then \
+	@if [ ! -x /usr/bin/chromium ] || ! command -v pdftoppm >/dev/null 2>&1 || ! ldconfig -p | grep -q libpangoft2-1.0 || ! ldconfig -p | grep -q libharfbuzz-subset; then \
 		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends \
-			chromium poppler-utils libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core; \
+			chromium poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core; \
 	fi
 
 test: system-deps $(STAMP)
