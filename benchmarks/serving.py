@@ -15,6 +15,10 @@ request's latency; so (b) and (c) are also run as open loops, arrivals at a fixe
 of (b)'s throughput by default), with latency counted from when each request was due: the champion
 p99 a caller sees when shadow scoring shares the host.  The machines are small and shared (2 cores,
 also running the load generator and Postgres): compare ratios, and run it more than once.
+
+Shadow scoring runs in each web worker's scorer process (``--shadow-executor process``, the
+default) or on its threads (``thread``); the run prints the share of champion answers the
+challenger scored, since a scorer that cannot keep up drops samples rather than slow requests.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--open-loop-shares", default="0.25,0.5", help="open-loop rates as shares of (b)'s req/s")
+    parser.add_argument("--shadow-executor", choices=("process", "thread"), default="process")
     args = parser.parse_args()
 
     from service import experiments, registry
@@ -91,6 +96,17 @@ def main() -> None:
     from service.runtime import Runtime
     from service.settings import load_settings
     from service.store.database import normalize_url
+
+    engine = None
+
+    def shadow_rows() -> tuple[int, int]:
+        """(champion answers, challenger shadow rows) logged for bench-shadow so far."""
+        time.sleep(1.0)   # the scorers' last batch and the event writers' last flush
+        with engine.connect() as conn:
+            found = dict(conn.execute(sa.text(
+                "SELECT p.served, count(*) FROM predictions p JOIN experiments e ON e.id = p.experiment_id "
+                "WHERE e.name = 'bench-shadow' GROUP BY p.served")).all())
+        return found.get(True, 0), found.get(False, 0)
     from tests.harness.servers import create_database, drop_database
 
     work = Path(tempfile.mkdtemp(prefix="frugal-bench-"))
@@ -101,7 +117,7 @@ def main() -> None:
     url = create_database(args.database)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRUGAL_")}
     env.update({"FRUGAL_DATABASE_URL": url, "FRUGAL_DATA_DIR": str(work), "FRUGAL_LOG_LEVEL": "WARNING",
-                "BARE_MODEL": str(champion.path), "PYTHONPATH": str(ROOT)})
+                "FRUGAL_SHADOW_EXECUTOR": args.shadow_executor, "BARE_MODEL": str(champion.path), "PYTHONPATH": str(ROOT)})
     servers: list[Gunicorn] = []
     try:
         rt = Runtime(load_settings({k: v for k, v in env.items() if k.startswith("FRUGAL_")}))
@@ -126,27 +142,39 @@ def main() -> None:
 
         frugal = Gunicorn("service.app:create_app()", env, work / "frugal.log")
         servers.append(frugal)
+        engine = sa.create_engine(normalize_url(url))
+        coverage: dict[str, tuple[int, int]] = {}
         for label, exp in (("b", "bench-ab"), ("c", "bench-shadow")):
             body = {"experiment": exp, "unit_id": "u-__N__", "features": features}  # a new unit per request
+            before = shadow_rows()
             results[label] = _load(frugal.url + "/v1/predict", body, key, args.seconds, args.connections)
+            if label == "c":
+                after = shadow_rows()
+                coverage[label] = (after[0] - before[0], after[1] - before[1])
         # The same two at a fixed arrival rate, half of (b)'s capacity: the latency a caller sees when the
         # service is not saturated (a closed loop at saturation charges (c)'s extra shadow CPU to every request).
         rates = [round(results["b"]["rps"] * float(x)) for x in args.open_loop_shares.split(",")]
         for rate in rates:
             for label, exp in ((f"b@{rate}", "bench-ab"), (f"c@{rate}", "bench-shadow")):
                 body = {"experiment": exp, "unit_id": "u-__N__", "features": features}
+                before = shadow_rows()
                 results[label] = _load(frugal.url + "/v1/predict", body, key, args.seconds, args.connections, rate=rate)
+                if exp == "bench-shadow":
+                    after = shadow_rows()
+                    coverage[label] = (after[0] - before[0], after[1] - before[1])
         frugal.stop()
         servers.remove(frugal)
 
-        with sa.create_engine(normalize_url(url)).connect() as conn:
+        with engine.connect() as conn:
             logged = conn.execute(sa.text("SELECT count(*) FROM predictions")).scalar()
+        engine.dispose()
 
         labels = {"a": "(a) bare Flask + onnxruntime", "b": "(b) Frugal /v1/predict, A/B, logging on",
                   "c": "(c) Frugal /v1/predict, shadow 100%"}
         for rate in rates:
             labels[f"b@{rate}"], labels[f"c@{rate}"] = f"(b) A/B at a fixed {rate} req/s", f"(c) shadow 100% at {rate} req/s"
-        print(f"\n{args.connections} connections, {args.seconds:.0f} s each, gunicorn 2 gthread workers, 2-core host\n")
+        print(f"\n{args.connections} connections, {args.seconds:.0f} s each, gunicorn 2 gthread workers, 2-core host, "
+              f"shadow executor: {args.shadow_executor}\n")
         print(f"{'configuration':<42} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7}")
         for k in labels:
             if k == f"b@{rates[0]}":
@@ -162,6 +190,9 @@ def main() -> None:
         for rate in rates:
             bo, co = results[f"b@{rate}"], results[f"c@{rate}"]
             print(f"(c) vs (b) p99 at {rate} req/s (open loop): {co['p99_ms'] / bo['p99_ms']:.2f}x  (target <= 1.10)")
+        for label, (served, scored) in coverage.items():
+            print(f"shadow coverage {labels[label].split(' ', 1)[1]}: the challenger scored {scored:,} of {served:,} "
+                  f"champion answers ({scored / max(served, 1):.1%}; the rest were dropped with the queue full)")
         answered = sum(r["requests"] for k, r in results.items() if k != "a")
         print(f"prediction rows logged to Postgres during (b) and (c): {logged:,} "
               f"(requests answered: {answered:,} + warm-up; shadow requests log two rows)")

@@ -23,9 +23,10 @@ loglevel = os.environ.get("FRUGAL_LOG_LEVEL", "info").lower()
 
 
 def post_fork(server, worker):
-    # Shadow scoring runs on background threads in the same process.  With CPython's default 5 ms GIL
-    # switch interval a request thread can wait that long behind a busy shadow thread: a shorter one
-    # keeps the champion's answer off the shadow's critical path (benchmarks/serving.py, open loop).
+    # Background threads share the worker's interpreter lock with request threads (the event-log
+    # writer, isolated challenger runs, and shadow scoring with FRUGAL_SHADOW_EXECUTOR=thread).  With
+    # CPython's default 5 ms switch interval a request thread can wait that long behind one of them;
+    # a shorter one keeps requests moving (benchmarks/serving.py, open loop).
     import sys
 
     sys.setswitchinterval(float(os.environ.get("FRUGAL_GIL_SWITCH_INTERVAL_S", "0.0005")))

@@ -2,8 +2,9 @@
 
 - A/B: the unit's arm answers.  A challenger that errors or overruns its deadline is answered by
   the champion, and the event records why (``fallback_reason``).
-- Shadow: the champion answers; the challenger scores the same rows on a bounded background
-  executor, off the request path.  A full executor drops the shadow sample and counts it.
+- Shadow: the champion answers; the challenger scores the same rows off the request path, in a
+  scorer process or on a background thread (service.routing.shadow).  A full queue drops the
+  shadow sample and counts it.
 - Cascade: the cheap model answers unless its confidence is below the threshold; the event records
   which model answered (``answered_by``).
 - Not running (draft, paused, stopped, promoted, rolled back): the served arm answers, no exposure.
@@ -20,29 +21,18 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from service.errors import FrugalError, NotFound
-from service.registry import prediction_cost
 from service.routing.assignment import assign
-from service.routing.catalog import Catalog, CompiledExperiment, ModelSpec, PolicySpec
+from service.routing.catalog import Catalog, CompiledExperiment, PolicySpec
+from service.routing.policy import RunModel, Scored, prediction_event, run_policy
+from service.routing.shadow import ShadowJob, make_shadow
 from service.settings import Settings
 
 log = logging.getLogger("frugal.router")
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One row's answer from a policy."""
-
-    prediction: Any
-    confidence: float | None
-    answered_by: ModelSpec
-    inference_ms: float
-    cost: float
-    cache_hit: bool
 
 
 @dataclass(frozen=True)
@@ -85,22 +75,28 @@ FAST_SHARE = 0.25   # "fast": within this share of the deadline
 class Router:
     """Routes rows for one experiment.  One per process (see service.routing.runtime)."""
 
-    def __init__(self, catalog: Catalog, settings: Settings, run_model: Callable[..., tuple[list[tuple[Any, float | None]], float, list[bool]]],
-                 record: Callable[[dict[str, Any]], bool]) -> None:
+    def __init__(self, catalog: Catalog, settings: Settings, run_model: RunModel, record: Callable[[dict[str, Any]], bool]) -> None:
         self._catalog = catalog
         self._settings = settings
         self._run_model = run_model          # (spec, rows, use_cache) -> (outputs, inference_ms total, cache_hits)
         self._record = record                # event dict -> accepted?
         self._challenger_pool = ThreadPoolExecutor(max_workers=max(2, settings.shadow_workers), thread_name_prefix="frugal-challenger")
-        self._shadow_pool = ThreadPoolExecutor(max_workers=settings.shadow_workers, thread_name_prefix="frugal-shadow")
-        self._shadow_slots = threading.BoundedSemaphore(settings.shadow_queue_size)
-        self.stats = RouterStats()
+        self.shadow = make_shadow(settings, run_model, self._safe_record, lambda: self._inflight)
+        self._stats = RouterStats()
         self._stats_lock = threading.Lock()
         self._trust: dict[int, int] = {}      # challenger model id -> consecutive fast isolated runs
-        self._inflight = 0                    # requests in predict() now: shadow work waits for a gap
+        self._inflight = 0                    # requests in predict() now: thread-executor shadow work waits for a gap
         self._inflight_lock = threading.Lock()
-        self._shadow_defer_s = settings.shadow_defer_ms / 1000.0
         self._id_pid = -1
+
+    @property
+    def stats(self) -> RouterStats:
+        """A snapshot of this process's counters, shadow scoring's included."""
+        shadow = self.shadow.counts()
+        with self._stats_lock:
+            return replace(self._stats, shadow_submitted=shadow.submitted, shadow_completed=shadow.completed,
+                           shadow_failed=shadow.failed, shadow_dropped=shadow.dropped,
+                           events_dropped=self._stats.events_dropped + shadow.events_dropped)
 
     def _new_request_id(self) -> str:
         """A unique 32-hex id: a random per-process prefix and a counter (os.urandom per request
@@ -157,22 +153,24 @@ class Router:
             policy = config.policy(arm)
             answers[i] = Answer(request_ids[i], config.name, arm, in_exp[i], policy.primary.ref, scored.answered_by.ref,
                                 scored.prediction, scored.confidence, latency_ms, reason)
-            pending_events.append(self._event(config, request_ids[i], unit_id, arm, in_exp[i], True, policy, scored,
-                                              latency_ms, reason, now))
+            pending_events.append(prediction_event(
+                experiment_id=config.id, phase=config.phase, request_id=request_ids[i], unit_id=unit_id, arm=arm,
+                in_experiment=in_exp[i], served=True, policy=policy, scored=scored, latency_ms=latency_ms, reason=reason, now=now))
             if config.mode == "shadow" and in_exp[i] and config.state == "running" and random.random() < config.shadow_sample:
                 shadow_rows.append(i)
         for event in pending_events:
             self._accept(event)
         if shadow_rows:
-            self._submit_shadow(config, [(request_ids[i], items[i][0], items[i][1]) for i in shadow_rows])
+            self.shadow.submit(ShadowJob(config.id, config.phase, config.challenger, config.cache_challenger,
+                                         [(request_ids[i], items[i][0], items[i][1]) for i in shadow_rows]))
         with self._stats_lock:
-            self.stats.predictions += len(items)
-            self.stats.fallbacks += sum(1 for a in answers if a.fallback_reason)
+            self._stats.predictions += len(items)
+            self._stats.fallbacks += sum(1 for a in answers if a.fallback_reason)
         return answers  # type: ignore[return-value]
 
     def close(self) -> None:
         self._challenger_pool.shutdown(wait=False, cancel_futures=True)
-        self._shadow_pool.shutdown(wait=True, cancel_futures=False)
+        self.shadow.close()
 
     # -- assignment -----------------------------------------------------------------------------
     def _assign(self, config: CompiledExperiment, items, request_ids) -> tuple[list[str], list[bool]]:
@@ -196,24 +194,7 @@ class Router:
 
     # -- policies -------------------------------------------------------------------------------
     def _run_policy(self, policy: PolicySpec, rows: list[Any], use_cache: bool) -> list[Scored]:
-        outputs, total_ms, hits = self._run_model(policy.primary, rows, use_cache)
-        per_row_ms = total_ms / max(len(rows) - sum(hits), 1)
-        scored = [
-            Scored(pred, conf, policy.primary, 0.0 if hit else per_row_ms,
-                   0.0 if hit else self._cost(policy.primary, per_row_ms), hit)
-            for (pred, conf), hit in zip(outputs, hits)
-        ]
-        if policy.kind == "cascade":
-            unsure = [i for i, s in enumerate(scored) if s.confidence is None or s.confidence < policy.threshold]
-            if unsure:
-                outputs2, total2, hits2 = self._run_model(policy.fallback, [rows[i] for i in unsure], use_cache)
-                ms2 = total2 / max(len(unsure) - sum(hits2), 1)
-                for i, (pred, conf), hit in zip(unsure, outputs2, hits2):
-                    first = scored[i]
-                    extra_ms = 0.0 if hit else ms2
-                    scored[i] = Scored(pred, conf, policy.fallback, first.inference_ms + extra_ms,
-                                       first.cost + (0.0 if hit else self._cost(policy.fallback, ms2)), first.cache_hit and hit)
-        return scored
+        return run_policy(self._run_model, self._settings, policy, rows, use_cache)
 
     def _timed_policy(self, policy: PolicySpec, rows: list[Any], use_cache: bool) -> tuple[list[Scored], float]:
         started = time.perf_counter()
@@ -258,65 +239,15 @@ class Router:
             log.warning("challenger %s failed: %s: %s", config.challenger.primary.ref, type(exc).__name__, exc)
         return self._run_policy(config.champion, rows, config.cache_champion), reason
 
-    # -- shadow ---------------------------------------------------------------------------------
-    def _submit_shadow(self, config: CompiledExperiment, rows: list[tuple[str, str, Any]]) -> None:
-        if not self._shadow_slots.acquire(blocking=False):
-            with self._stats_lock:
-                self.stats.shadow_dropped += len(rows)
-            return
-        with self._stats_lock:
-            self.stats.shadow_submitted += len(rows)
-        try:
-            self._shadow_pool.submit(self._shadow, config, rows)
-        except RuntimeError:  # pool shut down
-            self._shadow_slots.release()
-
-    def _shadow(self, config: CompiledExperiment, rows: list[tuple[str, str, Any]]) -> None:
-        # Background priority: Python threads share one interpreter lock, so a shadow run while a request
-        # is in flight delays that request.  Wait (up to shadow_defer_ms) for a moment with none in flight.
-        give_up = time.monotonic() + self._shadow_defer_s
-        while self._inflight and time.monotonic() < give_up:
-            time.sleep(0.0005)
-        try:
-            started = time.perf_counter()
-            scored = self._run_policy(config.challenger, [f for _, _, f in rows], config.cache_challenger)
-            elapsed_ms = (time.perf_counter() - started) * 1000.0 / len(rows)
-            now = datetime.now(timezone.utc)
-            for (rid, unit_id, _), s in zip(rows, scored):
-                self._accept(self._event(config, rid, unit_id, "challenger", True, False, config.challenger, s,
-                                         elapsed_ms, None, now))
-            with self._stats_lock:
-                self.stats.shadow_completed += len(rows)
-        except Exception as exc:
-            with self._stats_lock:
-                self.stats.shadow_failed += len(rows)
-            log.warning("shadow challenger %s failed: %s: %s", config.challenger.primary.ref, type(exc).__name__, exc)
-        finally:
-            self._shadow_slots.release()
-
     # -- events ---------------------------------------------------------------------------------
-    def _cost(self, spec: ModelSpec, inference_ms: float) -> float:
-        return prediction_cost(spec.cost_per_1k, inference_ms, self._settings)
-
-    @staticmethod
-    def _event(config, request_id, unit_id, arm, in_experiment, served, policy, scored: Scored, latency_ms, reason, now) -> dict[str, Any]:
-        prediction = scored.prediction
-        numeric = isinstance(prediction, (int, float)) and not isinstance(prediction, bool)
-        return {
-            "request_id": request_id, "experiment_id": config.id, "phase": config.phase, "arm": arm,
-            "unit_id": unit_id[:256], "model_id": policy.primary.id, "served": served, "in_experiment": in_experiment,
-            "answered_by_id": scored.answered_by.id, "latency_ms": latency_ms, "inference_ms": scored.inference_ms,
-            "prediction": float(prediction) if numeric else None, "label": None if numeric else str(prediction)[:200],
-            "confidence": scored.confidence, "cost": scored.cost, "cache_hit": scored.cache_hit,
-            "fallback_reason": reason, "source": "server", "created_at": now,
-        }
-
-    def _accept(self, event: dict[str, Any]) -> None:
+    def _safe_record(self, event: dict[str, Any]) -> bool:
         try:
-            accepted = self._record(event)
+            return bool(self._record(event))
         except Exception:  # logging never fails a prediction
             log.exception("event log refused an event")
-            accepted = False
-        if not accepted:
+            return False
+
+    def _accept(self, event: dict[str, Any]) -> None:
+        if not self._safe_record(event):
             with self._stats_lock:
-                self.stats.events_dropped += 1
+                self._stats.events_dropped += 1

@@ -2,6 +2,8 @@
 
 The real router, catalog, onnxruntime sessions and event log run against Postgres; the only thing
 added is a fault on the challenger's model runner: it raises, or it sleeps well past the deadline.
+Shadow scoring runs on the thread executor here, where the fault reaches it; the scorer-process
+executor (the default) is tested with real faults in test_shadow_process.py.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def rig(fresh_pg, data_dir, demo_models):
     from service.runtime import Runtime
     from tests.conftest import make_settings
 
-    rt = Runtime(make_settings(data_dir, database_url=fresh_pg, shadow_workers=2, shadow_queue_size=1000))
+    rt = Runtime(make_settings(data_dir, database_url=fresh_pg, shadow_executor="thread", shadow_workers=2, shadow_queue_size=1000))
     roles = {m.role: m for m in demo_models.values() if getattr(m, "role", None)}
     refs = {role: registry.register(rt.db, rt.settings, m.path.read_bytes(), name=m.name, version=m.version, task=m.task)
             for role, m in roles.items() if role in ("champion", "challenger")}
@@ -129,7 +131,7 @@ def test_shadow_scoring_waits_for_a_moment_with_no_request_in_flight(rig):
     """Shadow runs yield to requests (they share one interpreter lock): while a request is in flight a
     shadow run waits, up to shadow_defer_ms, then runs anyway."""
     router = rig["router"]
-    router._shadow_defer_s = 60.0
+    router.shadow.defer_s = 60.0
     with router._inflight_lock:
         router._inflight += 1  # a request that stays in flight
     try:

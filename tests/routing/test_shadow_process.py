@@ -1,0 +1,155 @@
+"""Shadow scoring in scorer processes (the default executor): real spawned processes, real
+onnxruntime sessions, and their own event log writing to real Postgres.
+
+Faults here are real ones: a corrupt challenger file, a scorer killed with SIGKILL, a full queue.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import sqlalchemy as sa
+
+
+@pytest.fixture
+def make_rig(fresh_pg, data_dir, demo_models):
+    from service import experiments, registry
+    from service.definition import ExperimentDefinition
+    from service.routing.runtime import router
+    from service.runtime import Runtime
+    from tests.conftest import make_settings
+
+    made = []
+
+    def make(**overrides):
+        rt = Runtime(make_settings(data_dir, database_url=fresh_pg, shadow_executor="process", **overrides))
+        roles = {m.role: m for m in demo_models.values() if getattr(m, "role", None)}
+        refs = {role: registry.register(rt.db, rt.settings, m.path.read_bytes(), name=m.name, version=m.version, task=m.task)
+                for role, m in roles.items() if role in ("champion", "challenger")}
+        record = experiments.create(rt.db, ExperimentDefinition.model_validate({
+            "name": "shadow", "mode": "shadow", "champion": {"kind": "model", "model": refs["champion"].ref},
+            "challenger": {"kind": "model", "model": refs["challenger"].ref}, "metric": {"kind": "binary", "margin": 0.02},
+            "shadow_sample": 1.0}), actor="test")
+        experiments.transition(rt.db, str(record.id), "start", actor="test")
+        rig = {"rt": rt, "router": router(rt), "refs": refs, "rows": _dataset_rows(roles["champion"])}
+        made.append(rt)
+        return rig
+
+    yield make
+    for rt in made:
+        rt.close()
+
+
+def _dataset_rows(champion, n: int = 60) -> list[list[float]]:
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    assert data.data.shape[1] == len(champion.feature_names)
+    return data.data[:n].tolist()
+
+
+def _predict(rig, prefix: str, rows):
+    return [rig["router"].predict("shadow", [(f"{prefix}-u{k}", row, f"{prefix}-{k}")])[0] for k, row in enumerate(rows)]
+
+
+def _logged(rt, prefix: str) -> dict[bool, dict[str, float]]:
+    with rt.db.engine.connect() as conn:
+        found = conn.execute(sa.text("SELECT request_id, served, prediction, label FROM predictions WHERE request_id LIKE :p"),
+                             {"p": f"{prefix}-%"}).all()
+    out: dict[bool, dict[str, float]] = {True: {}, False: {}}
+    for r in found:
+        out[r.served][r.request_id] = r.label if r.prediction is None else r.prediction
+    return out
+
+
+def _wait(condition, timeout_s: float = 60.0) -> bool:
+    give_up = time.monotonic() + timeout_s
+    while time.monotonic() < give_up:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_scorer_process_scores_every_shadow_row_with_the_challenger_and_logs_it(make_rig):
+    from service.inference.sessions import LoadedModel, new_session
+    from service.registry import model_path
+
+    rig = make_rig()
+    answers = _predict(rig, "ok", rig["rows"])
+    champion = rig["refs"]["champion"].ref
+    assert all(a.arm == "champion" and a.served_by == champion for a in answers)
+    shadow = rig["router"].shadow
+    assert shadow.pids and os.getpid() not in shadow.pids   # scored in another process
+
+    rig["router"].close()   # the scorer finishes the queue and flushes its event log before it exits
+    stats = rig["router"].stats
+    assert (stats.shadow_submitted, stats.shadow_completed, stats.shadow_failed, stats.shadow_dropped) == (60, 60, 0, 0)
+    assert rig["rt"].lazy("eventlog", lambda: None).flush(timeout=30)
+    logged = _logged(rig["rt"], "ok")
+    assert len(logged[True]) == 60 and len(logged[False]) == 60
+
+    # the shadow rows hold the challenger's own answers for the same features
+    spec = rig["refs"]["challenger"]
+    model = LoadedModel(new_session(model_path(rig["rt"].settings, spec.digest)), spec.task, spec.signature)
+    expected = [o.prediction for o in model.run(rig["rows"]).outputs]
+    assert [logged[False][f"ok-{k}"] for k in range(60)] == [float(p) for p in expected]
+
+
+def test_a_corrupt_challenger_fails_in_the_scorer_is_counted_and_never_reaches_the_caller(make_rig):
+    from service.registry import model_path
+
+    rig = make_rig()
+    model_path(rig["rt"].settings, rig["refs"]["challenger"].digest).write_bytes(b"not an onnx model")   # the scorer loads it on first use
+    answers = _predict(rig, "bad", rig["rows"][:20])
+    assert all(a.fallback_reason is None and a.served_by == rig["refs"]["champion"].ref for a in answers)
+    rig["router"].close()
+    stats = rig["router"].stats
+    assert stats.shadow_failed == 20 and stats.shadow_completed == 0
+    assert rig["rt"].lazy("eventlog", lambda: None).flush(timeout=30)
+    logged = _logged(rig["rt"], "bad")
+    assert len(logged[True]) == 20 and logged[False] == {}
+
+
+def test_a_killed_scorer_is_restarted_and_what_it_lost_is_counted(make_rig, monkeypatch):
+    from service.routing import shadow as shadow_module
+
+    rig = make_rig()
+    router = rig["router"]
+    monkeypatch.setattr(shadow_module, "LIVENESS_EVERY_S", 3600.0)   # the death goes unnoticed for a while
+    _predict(rig, "before", rig["rows"][:20])
+    assert _wait(lambda: router.stats.shadow_completed == 20)
+    first = router.shadow.pids[0]
+    os.kill(first, signal.SIGKILL)
+    assert _wait(lambda: not router.shadow._procs[0].is_alive(), 10)
+    _predict(rig, "lost", rig["rows"][20:30])          # queued for a reader that is gone
+
+    monkeypatch.setattr(shadow_module, "LIVENESS_EVERY_S", 0.0)
+    time.sleep(shadow_module.RESTART_EVERY_S)
+    answers = _predict(rig, "after", rig["rows"][30:60])
+    assert all(a.served_by == rig["refs"]["champion"].ref for a in answers)
+    assert router.shadow.pids[0] != first and router.shadow.restarts == 1
+    router.close()
+    stats = router.stats
+    assert (stats.shadow_submitted, stats.shadow_completed, stats.shadow_failed, stats.shadow_dropped) == (60, 50, 0, 10)
+    assert rig["rt"].lazy("eventlog", lambda: None).flush(timeout=30)
+    shadow_rows = {prefix: len(_logged(rig["rt"], prefix)[False]) for prefix in ("before", "lost", "after")}
+    assert shadow_rows == {"before": 20, "lost": 0, "after": 30}
+    assert sum(len(_logged(rig["rt"], prefix)[True]) for prefix in ("before", "lost", "after")) == 60
+
+
+def test_a_full_queue_drops_shadow_samples_and_counts_them(make_rig):
+    rig = make_rig(shadow_queue_size=1)
+    # 60 requests answered in-process long before a spawned scorer has imported onnxruntime: the
+    # one-slot queue takes the first, the rest are dropped until the scorer reads.
+    _predict(rig, "full", rig["rows"])
+    rig["router"].close()
+    stats = rig["router"].stats
+    assert stats.shadow_dropped > 0
+    assert stats.shadow_completed + stats.shadow_dropped == 60 and stats.shadow_failed == 0
+    assert rig["rt"].lazy("eventlog", lambda: None).flush(timeout=30)
+    logged = _logged(rig["rt"], "full")
+    assert len(logged[True]) == 60 and len(logged[False]) == stats.shadow_completed
