@@ -302,8 +302,8 @@ class EventLog:
             return True
 
     # -- control ----------------------------------------------------------------------------------
-    def drain(self, timeout: float = 30.0) -> bool:
-        """Wait until everything recorded so far is durable: in the database, or in the spool."""
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything recorded so far is in the database (queue drained, spool replayed)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             self._cond.notify_all()
@@ -313,13 +313,6 @@ class EventLog:
                     return False
                 self._cond.notify_all()
                 self._cond.wait(min(remaining, 0.05))
-        return True
-
-    def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until everything recorded so far is in the database (queue drained, spool replayed)."""
-        deadline = time.monotonic() + timeout
-        if not self.drain(timeout):
-            return False
         while self.spool.files():
             if time.monotonic() >= deadline:
                 return False

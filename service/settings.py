@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     shadow_executor: Literal["process", "thread"] = Field(
         default="process", description="Where shadow scoring runs: scorer processes of each web worker's own, or its threads")
     shadow_processes: int = Field(default=1, ge=1, le=16, description="Scorer processes per web worker (process executor)")
-    shadow_nice: int = Field(default=10, ge=0, le=19, description="CPU niceness added to scorer processes")
+    shadow_nice: int = Field(default=19, ge=0, le=19, description="CPU niceness added to scorer processes")
     shadow_workers: int = Field(default=2, ge=1, le=64, description="Shadow threads per web worker (thread executor)")
     shadow_queue_size: int = Field(default=1_000, ge=1)
     shadow_defer_ms: float = Field(default=20.0, ge=0, le=10_000,

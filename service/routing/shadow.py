@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import queue as queue_module
 import signal
 import threading
 import time
@@ -39,7 +38,9 @@ log = logging.getLogger("frugal.shadow")
 
 MAX_BATCH_ROWS = 256      # a scorer process scores at most this many queued rows in one run
 RESTART_EVERY_S = 1.0     # a scorer process that died is restarted at most this often
-LIVENESS_EVERY_S = 0.5    # how often submit() checks that the scorer processes are alive
+LIVENESS_EVERY_S = 0.5    # how often the sender checks that the scorer processes are alive
+SEND_EVERY_S = 0.005      # how often the sender ships what requests have queued
+SCORER_FLUSH_S = 1.0      # a scorer's event log writes at least this seldom (larger batches)
 
 
 @dataclass(frozen=True)
@@ -130,72 +131,42 @@ class ThreadShadow:
 
 
 class ProcessShadow:
-    """Shadow runs in scorer processes of this web worker's own, fed through a bounded queue."""
+    """Shadow runs in scorer processes of this web worker's own.
+
+    A request only appends its job to a bounded list; a sender thread ships what has gathered every
+    ``SEND_EVERY_S`` as one message down a pipe (round robin over the scorers), so a request never
+    pickles, writes to a pipe or wakes a thread.  The sender also starts and restarts the scorers,
+    and blocks when they fall behind, so the list fills and further samples are dropped.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._ctx = multiprocessing.get_context("spawn")
         self._shared = self._ctx.Array("q", 3)    # completed, failed, events_dropped: written by the scorers
         self._lock = threading.Lock()
-        self._queue = None
-        self._procs: list[Any] = []
-        self._checked = 0.0
-        self._started = 0.0
+        self._wake = threading.Event()
+        self._pending: list[ShadowJob] = []
+        self._pending_rows = 0
+        self._sender: threading.Thread | None = None
+        self._scorers: list[tuple[Any, Any]] = []   # (process, pipe end we send on)
+        self._next = 0
+        self._checked = self._started = 0.0
         self._closed = False
-        self._submitted = self._full = self._lost = 0
+        self._submitted = self._sent = self._full = self._lost = 0
         self.restarts = 0
 
-    # -- lifecycle ------------------------------------------------------------------------------
-    def _start(self) -> None:
-        """(Re)start the scorers on a fresh queue; what the old ones had not scored is lost."""
-        for proc in self._procs:
-            if proc.is_alive():
-                proc.kill()
-            proc.join(5)
-        if self._queue is not None:
-            self.restarts += 1
-            self._queue.cancel_join_thread()  # its reader is gone: do not wait to flush it
-            self._queue.close()
-            self._lost = self._submitted - self._shared[0] - self._shared[1]
-            log.warning("shadow scorer process died; restarted (%d rows it had not scored are counted as dropped)",
-                        self._lost)
-        self._queue = self._ctx.Queue(maxsize=self._settings.shadow_queue_size)
-        self._procs = [self._ctx.Process(target=_scorer_main, name=f"frugal-shadow-{i}", daemon=True,
-                                         args=(self._settings, self._queue, self._shared, os.getpid()))
-                       for i in range(self._settings.shadow_processes)]
-        for proc in self._procs:
-            proc.start()
-        self._started = time.monotonic()
-
-    def _ensure_running(self) -> bool:
-        now = time.monotonic()
-        if self._queue is not None and now - self._checked < LIVENESS_EVERY_S:
-            return True
-        with self._lock:
-            if self._closed:
-                return False
-            self._checked = now
-            if self._queue is None:
-                self._start()
-            elif not all(p.is_alive() for p in self._procs):
-                if now - self._started < RESTART_EVERY_S:
-                    return False   # a crash loop: drop samples rather than spawn without end
-                self._start()
-        return True
-
     def submit(self, job: ShadowJob) -> bool:
-        if not self._ensure_running():
-            with self._lock:
-                self._full += len(job.rows)
-            return False
-        try:
-            self._queue.put_nowait(job)
-        except (queue_module.Full, ValueError, AssertionError, OSError):  # full, or closed under us
-            with self._lock:
-                self._full += len(job.rows)
-            return False
+        n = len(job.rows)
         with self._lock:
-            self._submitted += len(job.rows)
+            if self._closed or self._pending_rows + n > self._settings.shadow_queue_size:
+                self._full += n
+                return False
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_loop, name="frugal-shadow-sender", daemon=True)
+                self._sender.start()
+            self._pending.append(job)
+            self._pending_rows += n
+            self._submitted += n
         return True
 
     def counts(self) -> ShadowCounts:
@@ -205,32 +176,101 @@ class ProcessShadow:
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self._procs]
+        return [p.pid for p, _ in self._scorers]
+
+    # -- the sender thread ----------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        while True:
+            self._wake.wait(SEND_EVERY_S)
+            with self._lock:
+                batch, rows, closing = self._pending, self._pending_rows, self._closed
+                self._pending, self._pending_rows = [], 0
+            if batch:
+                self._send(_merge(batch), rows)
+            if closing:
+                for _, conn in self._scorers:
+                    try:
+                        conn.send(None)
+                    except OSError:
+                        pass
+                return
+
+    def _send(self, jobs: list[ShadowJob], rows: int) -> None:
+        try:
+            self._ensure_running()
+        except Exception:  # cannot start a scorer (out of memory, process limit): drop, count, retry later
+            log.exception("cannot start a shadow scorer process")
+            with self._lock:
+                self._full += rows
+            return
+        if not self._scorers:   # a crash loop: wait before spawning again
+            with self._lock:
+                self._full += rows
+            return
+        _, conn = self._scorers[self._next % len(self._scorers)]
+        self._next += 1
+        with self._lock:
+            self._sent += rows
+        try:
+            conn.send(jobs)   # blocks while that scorer is behind: meanwhile requests fill the list
+        except OSError:       # its scorer died: counted as lost at the restart
+            self._checked = float("-inf")
+
+    def _ensure_running(self) -> None:
+        now = time.monotonic()
+        if self._scorers and now - self._checked < LIVENESS_EVERY_S:
+            return
+        self._checked = now
+        if self._scorers and all(p.is_alive() for p, _ in self._scorers):
+            return
+        if self._started and now - self._started < RESTART_EVERY_S:
+            self._stop_scorers()
+            return
+        if self._started:
+            self._stop_scorers()
+            with self._lock:
+                self._lost = self._sent - self._shared[0] - self._shared[1]
+                self.restarts += 1
+            log.warning("shadow scorer process died; restarted (%d rows sent to scorers and not scored so far "
+                        "are counted as dropped)", self._lost)
+        scorers = []
+        for i in range(self._settings.shadow_processes):
+            receive, send = self._ctx.Pipe(duplex=False)
+            proc = self._ctx.Process(target=_scorer_main, name=f"frugal-shadow-{i}", daemon=True,
+                                     args=(self._settings, receive, self._shared, os.getpid()))
+            proc.start()
+            receive.close()   # the scorer holds the only read end: a send fails once it is gone
+            scorers.append((proc, send))
+        self._scorers = scorers
+        self._started = now
+
+    def _stop_scorers(self) -> None:
+        for proc, conn in self._scorers:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(5)
+            conn.close()
+        self._scorers = []
 
     def close(self, timeout_s: float = 20.0) -> None:
-        """Let the scorers finish what was queued, flush their event logs, and stop."""
+        """Send what is pending, let the scorers finish it and flush their event logs, and stop."""
         with self._lock:
             self._closed = True
-            procs, q = self._procs, self._queue
-        if q is None:
+            sender = self._sender
+        if sender is None:
             return
         give_up = time.monotonic() + timeout_s
-        for proc in procs:
-            if proc.is_alive():
-                try:
-                    q.put(None, timeout=max(0.1, give_up - time.monotonic()))
-                except (queue_module.Full, ValueError, OSError):
-                    break
-        for proc in procs:
+        self._wake.set()
+        sender.join(timeout_s)
+        for proc, conn in self._scorers:
             proc.join(max(0.1, give_up - time.monotonic()))
             if proc.is_alive():
                 log.warning("shadow scorer %s did not stop within %.0f s; killing it", proc.pid, timeout_s)
                 proc.kill()
                 proc.join(5)
-        q.cancel_join_thread()
-        q.close()
+            conn.close()
         with self._lock:
-            self._lost = self._submitted - self._shared[0] - self._shared[1]
+            self._lost = self._sent - self._shared[0] - self._shared[1]
 
 
 def make_shadow(settings: Settings, run_model: RunModel, accept: Callable[[dict[str, Any]], bool],
@@ -241,30 +281,17 @@ def make_shadow(settings: Settings, run_model: RunModel, accept: Callable[[dict[
 
 
 # -- the scorer process ---------------------------------------------------------------------------
-def _take_batch(q, first: ShadowJob) -> tuple[list[ShadowJob], bool]:
-    """``first`` and whatever else is queued, up to MAX_BATCH_ROWS rows; True if a stop was read."""
-    jobs, rows = [first], len(first.rows)
-    while rows < MAX_BATCH_ROWS:
-        try:
-            job = q.get_nowait()
-        except queue_module.Empty:
-            break
-        if job is None:
-            return jobs, True
-        jobs.append(job)
-        rows += len(job.rows)
-    return jobs, False
-
-
 def _merge(jobs: list[ShadowJob]) -> list[ShadowJob]:
     """One job per (experiment, phase, policy, cache): one model run for all of their rows."""
     groups: dict[tuple, list[ShadowJob]] = {}
     for job in jobs:
         groups.setdefault((job.experiment_id, job.phase, job.policy, job.use_cache), []).append(job)
+    if len(groups) == len(jobs):
+        return jobs
     return [ShadowJob(k[0], k[1], k[2], k[3], [row for job in group for row in job.rows]) for k, group in groups.items()]
 
 
-def _scorer_main(settings: Settings, q, shared, parent_pid: int) -> None:
+def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
     """Entry point of a scorer process: score until told to stop, or until the web worker is gone."""
     # Ctrl-C in a terminal, or SIGTERM to the whole process group: the web worker stops us in order
     # (a stop message after its requests), and if it dies we notice and stop ourselves.
@@ -277,6 +304,8 @@ def _scorer_main(settings: Settings, q, shared, parent_pid: int) -> None:
     from service.runtime import Runtime
 
     configure_logging(settings)
+    # Fewer, larger inserts: shadow rows are not waited on, and the database is shared with requests.
+    settings = settings.model_copy(update={"event_flush_interval_s": max(settings.event_flush_interval_s, SCORER_FLUSH_S)})
     rt = Runtime(settings)
     run_model = model_runner(rt)
     events = event_log(rt)
@@ -295,27 +324,29 @@ def _scorer_main(settings: Settings, q, shared, parent_pid: int) -> None:
     stop = False
     try:
         while not stop:
-            try:
-                first = q.get(timeout=1.0)
-            except queue_module.Empty:
+            if not conn.poll(1.0):
                 if os.getppid() != parent_pid:   # the web worker died without stopping us
                     break
                 continue
-            if first is None:
-                break
-            jobs, stop = _take_batch(q, first)
-            scored = 0
+            jobs: list[ShadowJob] = []
+            while True:   # what has arrived, up to MAX_BATCH_ROWS rows, as one take
+                try:
+                    message = conn.recv()
+                except EOFError:   # the web worker closed its end
+                    stop = True
+                    break
+                if message is None:
+                    stop = True
+                    break
+                jobs.extend(message)
+                if sum(len(j.rows) for j in jobs) >= MAX_BATCH_ROWS or not conn.poll(0):
+                    break
             for job in _merge(jobs):
                 try:
                     add(2, score_job(run_model, settings, accept, job))
-                    scored += len(job.rows)
+                    add(0, len(job.rows))
                 except Exception as exc:
                     add(1, len(job.rows))
                     log.warning("shadow challenger %s failed: %s: %s", job.policy.primary.ref, type(exc).__name__, exc)
-            # "completed" means durable (in the database or the spool): a scorer killed after this
-            # point loses none of it.  Waiting here also batches the next take when traffic is heavy.
-            if not events.drain(timeout=30.0):
-                log.warning("shadow events not yet durable after 30 s; they stay queued in the event log")
-            add(0, scored)
     finally:
         rt.close()   # flushes the event log (or spools it)
