@@ -162,7 +162,8 @@ class Router:
             self._accept(event)
         if shadow_rows:
             self.shadow.submit(ShadowJob(config.id, config.phase, config.challenger, config.cache_challenger,
-                                         [(request_ids[i], items[i][0], items[i][1]) for i in shadow_rows]))
+                                         [(request_ids[i], items[i][0], items[i][1],
+                                           max(latency_ms - results[i][0].inference_ms, 0.0)) for i in shadow_rows]))
         with self._stats_lock:
             self._stats.predictions += len(items)
             self._stats.fallbacks += sum(1 for a in answers if a.fallback_reason)

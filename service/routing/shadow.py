@@ -6,9 +6,10 @@ Two executors, chosen by ``FRUGAL_SHADOW_EXECUTOR``:
   of its own (``FRUGAL_SHADOW_PROCESSES``, started on first use, with ``spawn``, at a lower CPU
   priority, ``FRUGAL_SHADOW_NICE``).  The scorer has its own onnxruntime sessions and event log, so
   neither its model runs nor its logging hold the request process's interpreter lock, and the
-  kernel gives request handling the CPU first: shadow scoring uses what the host has spare.  It
-  scores what has queued up as one batch per policy.  A scorer that dies is restarted (at most once
-  a second); what it had not scored is counted as dropped.
+  kernel gives request handling the CPU first: shadow scoring uses what the host has spare.  Each
+  request's rows are still scored as one run of their own, so the challenger's inference time and
+  cost are what serving that request would have taken.  A scorer that dies is restarted (at most
+  once a second); what it had not scored is counted as dropped.
 - ``thread``: a bounded thread pool in the request process, each run first waiting (up to
   ``FRUGAL_SHADOW_DEFER_MS``) for a moment with no request in flight.  No extra process, but the
   challenger's Python work shares the interpreter lock with requests.
@@ -36,7 +37,7 @@ from service.settings import Settings
 
 log = logging.getLogger("frugal.shadow")
 
-MAX_BATCH_ROWS = 256      # a scorer process scores at most this many queued rows in one run
+MAX_BATCH_ROWS = 256      # a scorer process takes at most this many rows off its pipe at once
 RESTART_EVERY_S = 1.0     # a scorer process that died is restarted at most this often
 LIVENESS_EVERY_S = 0.5    # how often the sender checks that the scorer processes are alive
 SEND_EVERY_S = 0.005      # how often the sender ships what requests have queued
@@ -45,13 +46,17 @@ SCORER_FLUSH_S = 1.0      # a scorer's event log writes at least this seldom (la
 
 @dataclass(frozen=True)
 class ShadowJob:
-    """Rows the champion answered, for the challenger policy to score: [(request_id, unit_id, features)]."""
+    """One request's rows the champion answered, for the challenger policy to score.
+
+    ``rows`` holds (request_id, unit_id, features, overhead_ms): overhead is the request's latency
+    minus the champion's inference time, the part of serving that does not depend on the model.
+    """
 
     experiment_id: int
     phase: int
     policy: PolicySpec
     use_cache: bool
-    rows: list[tuple[str, str, Any]]
+    rows: list[tuple[str, str, Any, float]]
 
 
 @dataclass(frozen=True)
@@ -64,16 +69,19 @@ class ShadowCounts:
 
 
 def score_job(run_model: RunModel, settings: Settings, accept: Callable[[dict[str, Any]], bool], job: ShadowJob) -> int:
-    """Score a job and log one challenger row per request; returns the events the log refused."""
+    """Score one request's rows as that request would have been (one run, so inference time and cost
+    are what serving it would have taken) and log one challenger row per row; returns the events
+    the log refused.  Latency is the estimate "had the challenger answered": the request's overhead
+    plus the challenger policy's own time."""
     started = time.perf_counter()
-    scored = run_policy(run_model, settings, job.policy, [f for _, _, f in job.rows], job.use_cache)
+    scored = run_policy(run_model, settings, job.policy, [row[2] for row in job.rows], job.use_cache)
     elapsed_ms = (time.perf_counter() - started) * 1000.0 / len(job.rows)
     now = datetime.now(timezone.utc)
     refused = 0
-    for (request_id, unit_id, _), s in zip(job.rows, scored):
+    for (request_id, unit_id, _, overhead_ms), s in zip(job.rows, scored):
         event = prediction_event(experiment_id=job.experiment_id, phase=job.phase, request_id=request_id, unit_id=unit_id,
                                  arm="challenger", in_experiment=True, served=False, policy=job.policy, scored=s,
-                                 latency_ms=elapsed_ms, reason=None, now=now)
+                                 latency_ms=overhead_ms + elapsed_ms, reason=None, now=now)
         refused += 0 if accept(event) else 1
     return refused
 
@@ -186,7 +194,7 @@ class ProcessShadow:
                 batch, rows, closing = self._pending, self._pending_rows, self._closed
                 self._pending, self._pending_rows = [], 0
             if batch:
-                self._send(_merge(batch), rows)
+                self._send(batch, rows)
             if closing:
                 for _, conn in self._scorers:
                     try:
@@ -281,16 +289,6 @@ def make_shadow(settings: Settings, run_model: RunModel, accept: Callable[[dict[
 
 
 # -- the scorer process ---------------------------------------------------------------------------
-def _merge(jobs: list[ShadowJob]) -> list[ShadowJob]:
-    """One job per (experiment, phase, policy, cache): one model run for all of their rows."""
-    groups: dict[tuple, list[ShadowJob]] = {}
-    for job in jobs:
-        groups.setdefault((job.experiment_id, job.phase, job.policy, job.use_cache), []).append(job)
-    if len(groups) == len(jobs):
-        return jobs
-    return [ShadowJob(k[0], k[1], k[2], k[3], [row for job in group for row in job.rows]) for k, group in groups.items()]
-
-
 def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
     """Entry point of a scorer process: score until told to stop, or until the web worker is gone."""
     # Ctrl-C in a terminal, or SIGTERM to the whole process group: the web worker stops us in order
@@ -329,7 +327,7 @@ def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
                     break
                 continue
             jobs: list[ShadowJob] = []
-            while True:   # what has arrived, up to MAX_BATCH_ROWS rows, as one take
+            while True:   # what has arrived, up to MAX_BATCH_ROWS rows
                 try:
                     message = conn.recv()
                 except EOFError:   # the web worker closed its end
@@ -341,7 +339,7 @@ def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
                 jobs.extend(message)
                 if sum(len(j.rows) for j in jobs) >= MAX_BATCH_ROWS or not conn.poll(0):
                     break
-            for job in _merge(jobs):
+            for job in jobs:   # one run per request, as serving it would have been
                 try:
                     add(2, score_job(run_model, settings, accept, job))
                     add(0, len(job.rows))

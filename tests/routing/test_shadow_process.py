@@ -98,6 +98,18 @@ def test_scorer_process_scores_every_shadow_row_with_the_challenger_and_logs_it(
     expected = [o.prediction for o in model.run(rig["rows"]).outputs]
     assert [logged[False][f"ok-{k}"] for k in range(60)] == [float(p) for p in expected]
 
+    # the challenger's latency is "had it answered": the request's own overhead (its latency minus the
+    # champion's inference) plus the challenger's run, never its bare inference time
+    with rig["rt"].db.engine.connect() as conn:
+        times = conn.execute(sa.text("SELECT request_id, served, latency_ms, inference_ms FROM predictions "
+                                     "WHERE request_id LIKE 'ok-%'")).all()
+    by = {(r.request_id, r.served): r for r in times}
+    for k in range(60):
+        champ, chall = by[(f"ok-{k}", True)], by[(f"ok-{k}", False)]
+        overhead = champ.latency_ms - champ.inference_ms
+        assert overhead > 0 and chall.inference_ms > 0
+        assert chall.latency_ms >= overhead + chall.inference_ms - 1e-6
+
 
 def test_a_corrupt_challenger_fails_in_the_scorer_is_counted_and_never_reaches_the_caller(make_rig):
     from service.registry import model_path
