@@ -18,7 +18,8 @@ also running the load generator and Postgres): compare ratios, and run it more t
 
 Shadow scoring runs in each web worker's scorer process (``--shadow-executor process``, the
 default) or on its threads (``thread``); the run prints the share of champion answers the
-challenger scored, since a scorer that cannot keep up drops samples rather than slow requests.
+challenger scored, since a scorer that cannot keep up drops samples rather than slow requests, and
+the CPU cores the web workers, the scorers and Postgres used in each run (from /proc).
 """
 
 from __future__ import annotations
@@ -77,6 +78,35 @@ def _load(url: str, body: dict, headers: dict[str, str], seconds: float, connect
         argv += ["--rate", str(rate)]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 120)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_table() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, command name, CPU seconds used) for every process (Linux /proc)."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        table[int(entry)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICKS)
+    return table
+
+
+def cpu_by_role(master_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by gunicorn's web workers, their shadow scorers, and Postgres."""
+    table = _proc_table()
+    workers = {pid for pid, (ppid, _, _) in table.items() if ppid == master_pid}
+    scorers = {pid for pid, (ppid, _, _) in table.items() if ppid in workers}
+    return {"web workers": sum(table[p][2] for p in workers), "shadow scorers": sum(table[p][2] for p in scorers),
+            "postgres": sum(cpu for _, name, cpu in table.values() if name.startswith("postgres"))}
 
 
 def _median(values: list[float]) -> float:
@@ -158,10 +188,13 @@ def main() -> None:
         servers.append(frugal)
         engine = sa.create_engine(normalize_url(url))
         coverage: dict[str, tuple[int, int]] = {}
+        cores: dict[str, dict[str, float]] = {}
         for label, exp in (("b", "bench-ab"), ("c", "bench-shadow")):
             body = {"experiment": exp, "unit_id": "u-__N__", "features": features}  # a new unit per request
             before = shadow_rows()
+            cpu0, t0 = cpu_by_role(frugal.proc.pid), time.perf_counter()
             results[label] = _load(frugal.url + "/v1/predict", body, key, args.seconds, args.connections)
+            cores[label] = {k: (v - cpu0[k]) / (time.perf_counter() - t0) for k, v in cpu_by_role(frugal.proc.pid).items()}
             if label == "c":
                 after = shadow_rows()
                 coverage[label] = (after[0] - before[0], after[1] - before[1])
@@ -176,7 +209,10 @@ def main() -> None:
                 for label, exp in (pair if r % 2 == 0 else pair[::-1]):
                     body = {"experiment": exp, "unit_id": "u-__N__", "features": features}
                     before = shadow_rows()
+                    cpu0, t0 = cpu_by_role(frugal.proc.pid), time.perf_counter()
                     results[label] = _load(frugal.url + "/v1/predict", body, key, args.seconds, args.connections, rate=rate)
+                    cores[label] = {k: (v - cpu0[k]) / (time.perf_counter() - t0)
+                                    for k, v in cpu_by_role(frugal.proc.pid).items()}
                     if exp == "bench-shadow":
                         after = shadow_rows()
                         coverage[label] = (after[0] - before[0], after[1] - before[1])
@@ -212,6 +248,11 @@ def main() -> None:
             print(f"(c) vs (b) p99 at {rate} req/s (open loop): median {_median(ratios):.2f}x over "
                   f"{args.repeats} pairs ({', '.join(f'{x:.2f}' for x in ratios)})  (target <= 1.10)")
         print(f"(c) vs (b) p99, all open-loop pairs: median {_median(all_ratios(results, rates, args.repeats)):.2f}x")
+        print("\nCPU cores in use during each Frugal run (busy CPU seconds per second; the load generator and the")
+        print("database are on the same 2 cores):")
+        print(f"{'configuration':<42} " + " ".join(f"{k:>15}" for k in next(iter(cores.values()))))
+        for label, used in cores.items():
+            print(f"{labels[label]:<42} " + " ".join(f"{v:>15.2f}" for v in used.values()))
         for label, (served, scored) in coverage.items():
             print(f"shadow coverage {labels[label].split(' ', 1)[1]}: the challenger scored {scored:,} of {served:,} "
                   f"champion answers ({scored / max(served, 1):.1%}; the rest were dropped with the queue full)")

@@ -40,7 +40,7 @@ log = logging.getLogger("frugal.shadow")
 MAX_BATCH_ROWS = 256      # a scorer process takes at most this many rows off its pipe at once
 RESTART_EVERY_S = 1.0     # a scorer process that died is restarted at most this often
 LIVENESS_EVERY_S = 0.5    # how often the sender checks that the scorer processes are alive
-SEND_EVERY_S = 0.005      # how often the sender ships what requests have queued
+SEND_EVERY_S = 0.02       # how often the sender ships what requests have queued (fewer wake-ups, larger messages)
 SCORER_FLUSH_S = 1.0      # a scorer's event log writes at least this seldom (larger batches)
 
 
