@@ -351,6 +351,9 @@ def event_log(rt) -> EventLog:
     """The process's event log (created on first use after a fork; closed with the runtime)."""
 
     def build() -> EventLog:
+        from service.metrics import publisher
+
+        publisher(rt)  # closers run in reverse: the publisher's last snapshot comes after the log's drain
         created = EventLog(rt.db, rt.settings)
         rt.on_close(created.close)
         if created.spool.files():  # left by a previous process (an outage, a crash): replay them now

@@ -46,6 +46,12 @@ class Runtime:
                     self._lazy[name] = factory()
                 return self._lazy[name]
 
+    def peek(self, name: str) -> Any:
+        """The per-process object ``name`` if this process has created it, else None."""
+        if self._pid != os.getpid():
+            return None
+        return self._lazy.get(name)
+
     def on_close(self, closer: Callable[[], None]) -> None:
         self._closers.append(closer)
 

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     challenger_deadline_ms: float = Field(default=250.0, gt=0)
     ruleset_ttl_s: float = Field(default=1.0, ge=0, description="How long a web worker caches experiment definitions")
 
+    metrics_interval_s: float = Field(default=5.0, gt=0, le=3600,
+                                      description="How often each process publishes its counters for /v1/metrics")
+
     # Event log
     event_queue_size: int = Field(default=100_000, ge=10)
     event_batch_size: int = Field(default=500, ge=1)

@@ -66,13 +66,17 @@ def test_a_database_outage_loses_no_prediction_and_no_outcome(throwaway_pg, demo
         web.stop()
 
 
-def test_sigterm_under_load_loses_nothing(pg_admin_url, demo_models, tmp_path):
+@pytest.mark.parametrize("mode", ["ab", "shadow"])
+def test_sigterm_under_load_loses_nothing(pg_admin_url, demo_models, tmp_path, mode):
+    """In shadow mode the web workers' scorer processes also finish what they were sent: every
+    answered request has its challenger row too."""
     from tests.harness import servers
 
     url = servers.create_database(pg_admin_url)
     data_dir = tmp_path / "data"
-    s = seed(url, data_dir, demo_models)
-    web = WebServer(frugal_env(data_dir, url), tmp_path / "web.log", workers=2)
+    s = seed(url, data_dir, demo_models, mode=mode, shadow_sample=1.0)
+    # a queue that cannot fill in 3 s: every shadow sample is accepted, so every one must be stored
+    web = WebServer(frugal_env(data_dir, url, FRUGAL_SHADOW_QUEUE_SIZE="100000"), tmp_path / "web.log", workers=2)
     sent: list[str] = []
     stop = threading.Event()
 
@@ -101,8 +105,10 @@ def test_sigterm_under_load_loses_nothing(pg_admin_url, demo_models, tmp_path):
         for t in threads:
             t.join(30)
         assert len(sent) > 100
-        stored = _count(url, "SELECT count(*) FROM predictions")
+        stored = _count(url, "SELECT count(*) FROM predictions WHERE served")
         assert stored == len(sent), (stored, len(sent))
+        shadow = _count(url, "SELECT count(*) FROM predictions WHERE NOT served")
+        assert shadow == (len(sent) if mode == "shadow" else 0), (shadow, len(sent))
     finally:
         stop.set()
         web.stop()
