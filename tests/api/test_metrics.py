@@ -12,8 +12,6 @@ import pytest
 from tests.harness.processes import WebServer, frugal_env
 from tests.routing.conftest import seed
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-
 
 def _parse(text: str) -> dict[str, float]:
     values = {}
@@ -43,6 +41,8 @@ def _wait_for(web, headers, condition, timeout_s: float = 30.0) -> dict[str, flo
         time.sleep(0.2)
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
 def test_metrics_add_up_every_process_and_survive_a_restart(pg_admin_url, demo_models, tmp_path):
     from service.auth import create_key
     from service.runtime import Runtime
