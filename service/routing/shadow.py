@@ -150,7 +150,7 @@ class ProcessShadow:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._ctx = multiprocessing.get_context("spawn")
-        self._shared = self._ctx.Array("q", 3)    # completed, failed, events_dropped: written by the scorers
+        self._shared = None   # completed, failed, events_dropped (written by the scorers): made with the first scorer
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._pending: list[ShadowJob] = []
@@ -179,7 +179,7 @@ class ProcessShadow:
 
     def counts(self) -> ShadowCounts:
         with self._lock:
-            completed, failed, events_dropped = self._shared[:]
+            completed, failed, events_dropped = self._shared[:] if self._shared is not None else (0, 0, 0)
             return ShadowCounts(self._submitted, completed, failed, self._full + self._lost, events_dropped)
 
     @property
@@ -231,6 +231,9 @@ class ProcessShadow:
         self._checked = now
         if self._scorers and all(p.is_alive() for p, _ in self._scorers):
             return
+        if self._shared is None:   # shared memory (and multiprocessing's helper process) only once needed
+            with self._lock:
+                self._shared = self._ctx.Array("q", 3)
         if self._started and now - self._started < RESTART_EVERY_S:
             self._stop_scorers()
             return
@@ -260,8 +263,11 @@ class ProcessShadow:
             conn.close()
         self._scorers = []
 
-    def close(self, timeout_s: float = 20.0) -> None:
-        """Send what is pending, let the scorers finish it and flush their event logs, and stop."""
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Send what is pending, let the scorers finish it and flush their event logs, and stop.
+
+        Within 10 s: gunicorn's worker_exit then flushes the web worker's own event log, and both
+        must fit in its graceful_timeout (30 s)."""
         with self._lock:
             self._closed = True
             sender = self._sender
@@ -278,7 +284,7 @@ class ProcessShadow:
                 proc.join(5)
             conn.close()
         with self._lock:
-            self._lost = self._sent - self._shared[0] - self._shared[1]
+            self._lost = self._sent - self._shared[0] - self._shared[1] if self._shared is not None else self._sent
 
 
 def make_shadow(settings: Settings, run_model: RunModel, accept: Callable[[dict[str, Any]], bool],
