@@ -49,6 +49,7 @@ class Settings(BaseSettings):
         default="process", description="Where shadow scoring runs: scorer processes of each web worker's own, or its threads")
     shadow_processes: int = Field(default=1, ge=1, le=16, description="Scorer processes per web worker (process executor)")
     shadow_nice: int = Field(default=19, ge=0, le=19, description="CPU niceness added to scorer processes")
+    shadow_sched_idle: bool = Field(default=True, description="Run scorer processes under Linux's SCHED_IDLE policy")
     shadow_workers: int = Field(default=2, ge=1, le=64, description="Shadow threads per web worker (thread executor)")
     shadow_queue_size: int = Field(default=1_000, ge=1)
     shadow_defer_ms: float = Field(default=20.0, ge=0, le=10_000,

@@ -3,8 +3,8 @@
 Two executors, chosen by ``FRUGAL_SHADOW_EXECUTOR``:
 
 - ``process`` (the default): each web worker process feeds a bounded queue read by a scorer process
-  of its own (``FRUGAL_SHADOW_PROCESSES``, started on first use, with ``spawn``, at a lower CPU
-  priority, ``FRUGAL_SHADOW_NICE``).  The scorer has its own onnxruntime sessions and event log, so
+  of its own (``FRUGAL_SHADOW_PROCESSES``, started on first use, with ``spawn``, at the lowest CPU
+  priority: ``FRUGAL_SHADOW_NICE`` and, on Linux, ``SCHED_IDLE``).  The scorer has its own onnxruntime sessions and event log, so
   neither its model runs nor its logging hold the request process's interpreter lock, and the
   kernel gives request handling the CPU first: shadow scoring uses what the host has spare.  Each
   request's rows are still scored as one run of their own, so the challenger's inference time and
@@ -295,13 +295,24 @@ def make_shadow(settings: Settings, run_model: RunModel, accept: Callable[[dict[
 
 
 # -- the scorer process ---------------------------------------------------------------------------
+def _lower_priority(settings: Settings) -> None:
+    """Nice, and on Linux SCHED_IDLE: the kernel then runs the scorer only on a CPU nothing else
+    wants, and places a waking request thread on a CPU that runs only a scorer as if it were idle."""
+    os.nice(settings.shadow_nice)
+    if settings.shadow_sched_idle and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError as exc:   # a container that forbids it: nice alone
+            log.info("shadow scorer stays at nice %d (SCHED_IDLE refused: %s)", settings.shadow_nice, exc)
+
+
 def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
     """Entry point of a scorer process: score until told to stop, or until the web worker is gone."""
     # Ctrl-C in a terminal, or SIGTERM to the whole process group: the web worker stops us in order
     # (a stop message after its requests), and if it dies we notice and stop ourselves.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    os.nice(settings.shadow_nice)
+    _lower_priority(settings)
     from service.eventlog import PredictionEvent, event_log
     from service.logs import configure_logging
     from service.routing.runtime import model_runner

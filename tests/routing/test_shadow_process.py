@@ -82,6 +82,11 @@ def test_scorer_process_scores_every_shadow_row_with_the_challenger_and_logs_it(
     answers = _predict(rig, "ok", rig["rows"])
     champion = rig["refs"]["champion"].ref
     assert all(a.arm == "champion" and a.served_by == champion for a in answers)
+    # the scorer runs at the lowest CPU priority: nice 19 and SCHED_IDLE
+    assert _wait(lambda: rig["router"].stats.shadow_completed > 0)
+    scorer = rig["router"].shadow.pids[0]
+    assert os.getpriority(os.PRIO_PROCESS, scorer) == 19
+    assert os.sched_getscheduler(scorer) == os.SCHED_IDLE
 
     rig["router"].close()   # the scorer finishes the queue and flushes its event log before it exits
     pids = rig["router"].shadow.pids
