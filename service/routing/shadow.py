@@ -41,7 +41,6 @@ MAX_BATCH_ROWS = 256      # a scorer process takes at most this many rows off it
 RESTART_EVERY_S = 1.0     # a scorer process that died is restarted at most this often
 LIVENESS_EVERY_S = 0.5    # how often the sender checks that the scorer processes are alive
 SEND_EVERY_S = 0.02       # how often the sender ships what requests have queued (fewer wake-ups, larger messages)
-SCORER_FLUSH_S = 1.0      # a scorer's event log writes at least this seldom (larger batches)
 
 
 @dataclass(frozen=True)
@@ -319,8 +318,6 @@ def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
     from service.runtime import Runtime
 
     configure_logging(settings)
-    # Fewer, larger inserts: shadow rows are not waited on, and the database is shared with requests.
-    settings = settings.model_copy(update={"event_flush_interval_s": max(settings.event_flush_interval_s, SCORER_FLUSH_S)})
     rt = Runtime(settings)
     run_model = model_runner(rt)
     events = event_log(rt)
