@@ -73,7 +73,10 @@ def run_demo(port: int = 8000) -> int:
         shutil.rmtree(data_dir)  # a fresh database and broker each run; the trained models are cached beside it
     (data_dir / "logs").mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRUGAL_")}
-    env.update({"FRUGAL_DATA_DIR": str(data_dir), "FRUGAL_LOG_LEVEL": "WARNING", "FRUGAL_ANALYSIS_INTERVAL_S": "3600"})
+    # The replay runs flat out on a small host, faster than idle-priority shadow scoring keeps up with:
+    # a queue that holds all of it lets the scorers finish after the replay instead of dropping samples.
+    env.update({"FRUGAL_DATA_DIR": str(data_dir), "FRUGAL_LOG_LEVEL": "WARNING", "FRUGAL_ANALYSIS_INTERVAL_S": "3600",
+                "FRUGAL_SHADOW_QUEUE_SIZE": str(2 * DEMO_REQUESTS), "FRUGAL_METRICS_INTERVAL_S": "0.5"})
     settings = load_settings({k: v for k, v in env.items() if k.startswith("FRUGAL_")})
 
     _say("training or loading the demo models (scikit-learn's bundled breast-cancer data set) ...")
@@ -121,7 +124,8 @@ def run_demo(port: int = 8000) -> int:
         _say(f"created and started {', '.join(experiments)}; replaying {DEMO_REQUESTS} labelled requests into each ...")
         for name in experiments:
             _replay(url, sdk, name, rows, labels)
-        time.sleep(1.5)  # the event writer flushes every 0.25 s; shadow scoring finishes off the request path
+        _wait_for_shadow_scoring(url, admin)
+        time.sleep(1.0)  # the event writers flush every 0.25 s
         results = {}
         for name in experiments:
             task = requests.post(f"{url}/v1/experiments/{name}/analyze", headers=admin, timeout=30)
@@ -197,6 +201,20 @@ def _wait_healthy(url: str, timeout: float = 60) -> None:
             pass
         time.sleep(0.2)
     raise SystemExit("the demo service did not start; see .frugal/demo/logs/web.log")
+
+
+def _wait_for_shadow_scoring(url: str, headers, timeout: float = 60) -> None:
+    """Until every shadow row sent for scoring is scored (or failed, or dropped), from /v1/metrics."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = requests.get(f"{url}/v1/metrics", headers=headers, timeout=10).text
+        m = {k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("frugal_shadow_"))}
+        settled = m["frugal_shadow_completed_total"] + m["frugal_shadow_failed_total"] + m["frugal_shadow_dropped_total"]
+        if settled >= m["frugal_shadow_submitted_total"] or time.monotonic() > deadline:
+            _say(f"shadow scoring: {m['frugal_shadow_completed_total']:.0f} of {m['frugal_shadow_submitted_total']:.0f} "
+                 f"rows scored, {m['frugal_shadow_dropped_total']:.0f} dropped, {m['frugal_shadow_failed_total']:.0f} failed")
+            return
+        time.sleep(0.3)
 
 
 def _wait_task(url: str, headers, task_id: str, timeout: float = 90) -> dict[str, Any]:

@@ -67,14 +67,15 @@ class ShadowCounts:
     events_dropped: int
 
 
-def score_job(run_model: RunModel, settings: Settings, accept: Callable[[dict[str, Any]], bool], job: ShadowJob) -> int:
+def score_job(run_model: RunModel, settings: Settings, accept: Callable[[dict[str, Any]], bool], job: ShadowJob,
+              clock: Callable[[], float] = time.perf_counter) -> int:
     """Score one request's rows as that request would have been (one run, so inference time and cost
     are what serving it would have taken) and log one challenger row per row; returns the events
     the log refused.  Latency is the estimate "had the challenger answered": the request's overhead
     plus the challenger policy's own time."""
-    started = time.perf_counter()
+    started = clock()
     scored = run_policy(run_model, settings, job.policy, [row[2] for row in job.rows], job.use_cache)
-    elapsed_ms = (time.perf_counter() - started) * 1000.0 / len(job.rows)
+    elapsed_ms = (clock() - started) * 1000.0 / len(job.rows)
     now = datetime.now(timezone.utc)
     refused = 0
     for (request_id, unit_id, _, overhead_ms), s in zip(job.rows, scored):
@@ -319,6 +320,11 @@ def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
 
     configure_logging(settings)
     rt = Runtime(settings)
+    # Timed in this thread's CPU time: at the lowest priority a run may be preempted, and time spent
+    # waiting for a CPU is not the challenger's latency or cost (SessionPool must exist before model_runner).
+    from service.inference.sessions import SessionPool
+
+    rt.lazy("sessions", lambda: SessionPool(settings, clock=time.thread_time))
     run_model = model_runner(rt)
     events = event_log(rt)
 
@@ -355,7 +361,7 @@ def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
                     break
             for job in jobs:   # one run per request, as serving it would have been
                 try:
-                    add(2, score_job(run_model, settings, accept, job))
+                    add(2, score_job(run_model, settings, accept, job, clock=time.thread_time))
                     add(0, len(job.rows))
                 except Exception as exc:
                     add(1, len(job.rows))
