@@ -223,6 +223,8 @@ class ProcessShadow:
             conn.send(jobs)   # blocks while that scorer is behind: meanwhile requests fill the list
         except OSError:       # its scorer died: counted as lost at the restart
             self._checked = float("-inf")
+        except Exception:     # say, features that do not pickle: counted as lost, the sender goes on
+            log.exception("could not send %d shadow rows to a scorer", rows)
 
     def _ensure_running(self) -> None:
         now = time.monotonic()
