@@ -40,6 +40,7 @@ log = logging.getLogger("frugal.shadow")
 MAX_BATCH_ROWS = 256      # a scorer process takes at most this many rows off its pipe at once
 RESTART_EVERY_S = 1.0     # a scorer process that died is restarted at most this often
 LIVENESS_EVERY_S = 0.5    # how often the sender checks that the scorer processes are alive
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 SEND_EVERY_S = 0.02       # how often the sender ships what requests have queued (fewer wake-ups, larger messages)
 
 
@@ -188,6 +189,11 @@ class ProcessShadow:
 
     # -- the sender thread ----------------------------------------------------------------------
     def _send_loop(self) -> None:
+        # Scorers are started from this thread and inherit its signal mask: with SIGTERM and SIGINT
+        # blocked, one that arrives while a scorer is still starting (a Ctrl-C, or a SIGTERM to the
+        # whole process group) waits until the scorer ignores it, instead of killing it half-started.
+        # Python runs signal handlers in the main thread, which keeps receiving them.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         while True:
             self._wake.wait(SEND_EVERY_S)
             with self._lock:
@@ -312,8 +318,9 @@ def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
     """Entry point of a scorer process: score until told to stop, or until the web worker is gone."""
     # Ctrl-C in a terminal, or SIGTERM to the whole process group: the web worker stops us in order
     # (a stop message after its requests), and if it dies we notice and stop ourselves.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)   # blocked since the fork (see _send_loop)
     _lower_priority(settings)
     from service.eventlog import PredictionEvent, event_log
     from service.logs import configure_logging

@@ -159,6 +159,21 @@ def test_a_killed_scorer_is_restarted_and_what_it_lost_is_counted(make_rig):
     assert sum(len(_logged(rig["rt"], prefix)[True]) for prefix in ("before", "lost", "after")) == 60
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_to_a_starting_scorer_does_not_kill_it(make_rig, signum):
+    """SIGTERM to a whole process group (a container stop, the test harness) or a terminal's Ctrl-C
+    can reach a scorer before it has set itself up: the web worker stops it in order instead."""
+    rig = make_rig()
+    router = rig["router"]
+    _predict(rig, "early", rig["rows"][:1])
+    assert _wait(lambda: router.shadow.pids, 10)
+    os.kill(router.shadow.pids[0], signum)       # while it is still importing its modules
+    _predict(rig, "late", rig["rows"][1:30])
+    router.close()
+    assert router.shadow.restarts == 0
+    assert router.stats.shadow_completed == 30 and router.stats.shadow_dropped == 0
+
+
 def test_a_full_queue_drops_shadow_samples_and_counts_them(make_rig):
     rig = make_rig(shadow_queue_size=1)
     # A one-row queue: a request finds the previous one's row still waiting for the sender (it ships
