@@ -86,6 +86,7 @@ class Router:
         self._stats_lock = threading.Lock()
         self._trust: dict[int, int] = {}      # challenger model id -> consecutive fast isolated runs
         self._inflight = 0                    # requests in predict() now: thread-executor shadow work waits for a gap
+        self._track_inflight = settings.shadow_executor == "thread"   # nothing else reads the count
         self._inflight_lock = threading.Lock()
         self._id_pid = -1
 
@@ -108,6 +109,8 @@ class Router:
     # -- public ---------------------------------------------------------------------------------
     def predict(self, experiment: str, items: list[tuple[str, Any, str | None]], started: float | None = None) -> list[Answer]:
         """Answer ``items`` = [(unit_id, features, request_id or None)] for one experiment."""
+        if not self._track_inflight:
+            return self._predict(experiment, items, started)
         with self._inflight_lock:
             self._inflight += 1
         try:
