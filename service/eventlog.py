@@ -325,8 +325,11 @@ class EventLog:
                 time.sleep(0.1)
         return True
 
-    def close(self, timeout: float = 20.0) -> None:
-        """Drain the queue into the database, or into the spool if it cannot be reached in time."""
+    def close(self, timeout: float = 12.0) -> None:
+        """Drain the queue into the database, or into the spool if it cannot be reached in time.
+
+        Within 12 s: in a gunicorn worker, after the shadow scorers' drain (FRUGAL_SHADOW_DRAIN_S, 15 s),
+        inside its graceful_timeout (30 s)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()

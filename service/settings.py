@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     shadow_sched_idle: bool = Field(default=True, description="Run scorer processes under Linux's SCHED_IDLE policy")
     shadow_workers: int = Field(default=2, ge=1, le=64, description="Shadow threads per web worker (thread executor)")
     shadow_queue_size: int = Field(default=1_000, ge=1)
+    shadow_drain_s: float = Field(default=15.0, gt=0, le=300,
+                                  description="On shutdown, how long a web worker waits for its scorers to score what they were sent")
     shadow_defer_ms: float = Field(default=20.0, ge=0, le=10_000,
                                    description="How long a shadow run waits for a moment with no request in flight")
     challenger_deadline_ms: float = Field(default=250.0, gt=0)

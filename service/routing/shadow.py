@@ -271,11 +271,12 @@ class ProcessShadow:
             conn.close()
         self._scorers = []
 
-    def close(self, timeout_s: float = 10.0) -> None:
+    def close(self, timeout_s: float | None = None) -> None:
         """Send what is pending, let the scorers finish it and flush their event logs, and stop.
 
-        Within 10 s: gunicorn's worker_exit then flushes the web worker's own event log, and both
-        must fit in its graceful_timeout (30 s)."""
+        Within ``FRUGAL_SHADOW_DRAIN_S`` (15 s): gunicorn's worker_exit then flushes the web worker's
+        own event log (within 12 s), and both must fit in its graceful_timeout (30 s)."""
+        timeout_s = self._settings.shadow_drain_s if timeout_s is None else timeout_s
         with self._lock:
             self._closed = True
             sender = self._sender
@@ -293,6 +294,9 @@ class ProcessShadow:
             conn.close()
         with self._lock:
             self._lost = self._sent - self._shared[0] - self._shared[1] if self._shared is not None else self._sent
+            lost, sent = self._lost, self._sent
+        if lost:
+            log.warning("shadow scorers stopped with %d of the %d rows sent to them not scored (counted as dropped)", lost, sent)
 
 
 def make_shadow(settings: Settings, run_model: RunModel, accept: Callable[[dict[str, Any]], bool],

@@ -100,7 +100,9 @@ def test_sigterm_under_load_loses_nothing(pg_admin_url, demo_models, tmp_path, m
             t.start()
         time.sleep(3)
         web.signal(signal.SIGTERM)
+        t0 = time.monotonic()
         web.proc.wait(60)
+        stopped_in = round(time.monotonic() - t0, 1)
         stop.set()
         for t in threads:
             t.join(30)
@@ -108,7 +110,8 @@ def test_sigterm_under_load_loses_nothing(pg_admin_url, demo_models, tmp_path, m
         stored = _count(url, "SELECT count(*) FROM predictions WHERE served")
         assert stored == len(sent), (stored, len(sent))
         shadow = _count(url, "SELECT count(*) FROM predictions WHERE NOT served")
-        assert shadow == (len(sent) if mode == "shadow" else 0), (shadow, len(sent))
+        spooled = sorted(str(p.relative_to(data_dir)) for p in (data_dir / "spool").rglob("*") if p.is_file())
+        assert shadow == (len(sent) if mode == "shadow" else 0), (shadow, len(sent), f"stopped in {stopped_in} s", spooled, web.log())
     finally:
         stop.set()
         web.stop()
