@@ -16,6 +16,12 @@ of (b)'s throughput by default), with latency counted from when each request was
 p99 a caller sees when shadow scoring shares the host.  The machines are small and shared (2 cores,
 also running the load generator and Postgres): compare ratios, and run it more than once.
 
+``--web-cpus 0`` pins gunicorn (its web workers and their scorers) to those CPUs and the load
+generator and Postgres to the others (Postgres's affinity is put back at the end; it needs the right
+to change it, e.g. root): a production layout, where callers and the database are other machines and
+the shadow scorer competes with nothing but the web workers; with one core of two for serving,
+capacity halves.
+
 Shadow scoring runs in each web worker's scorer process (``--shadow-executor process``, the
 default) or on its threads (``thread``); the run prints the share of champion answers the
 challenger scored, since a scorer that cannot keep up drops samples rather than slow requests, and
@@ -48,14 +54,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _pinned(cpus: set[int] | None):
+    """preexec_fn for a child process that runs only on ``cpus`` (None: anywhere)."""
+    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+
+
+class PinnedPostgres:
+    """Postgres's processes (and so the backends it forks later) on ``cpus`` until restored."""
+
+    def __init__(self, cpus: set[int]) -> None:
+        self.saved: dict[int, set[int]] = {}
+        for pid, (_, name, _) in _proc_table().items():
+            if name.startswith("postgres"):
+                try:
+                    self.saved[pid] = os.sched_getaffinity(pid)
+                    os.sched_setaffinity(pid, cpus)
+                except (PermissionError, ProcessLookupError) as exc:
+                    self.restore()
+                    raise SystemExit(f"--web-cpus: cannot pin Postgres process {pid} ({exc}); run as its owner or root")
+
+    def restore(self) -> None:
+        for pid, cpus in self.saved.items():
+            try:
+                os.sched_setaffinity(pid, cpus)
+            except (PermissionError, ProcessLookupError):
+                pass
+        self.saved.clear()
+
+
 class Gunicorn:
-    def __init__(self, app: str, env: dict[str, str], log: Path) -> None:
+    def __init__(self, app: str, env: dict[str, str], log: Path, cpus: set[int] | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "docker" / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{self.port}",
-             "--workers", "2", app], env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+             "--workers", "2", app], env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_pinned(cpus))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -71,12 +106,15 @@ class Gunicorn:
         self.log.close()
 
 
+LOADGEN_CPUS: set[int] | None = None   # --web-cpus: the load generator runs on the other CPUs
+
+
 def _load(url: str, body: dict, headers: dict[str, str], seconds: float, connections: int, rate: float | None = None) -> dict:
     argv = [sys.executable, str(ROOT / "benchmarks" / "loadgen.py"), url, json.dumps(body), "--seconds", str(seconds),
             "--connections", str(connections)] + [arg for k, v in headers.items() for arg in ("--header", f"{k}: {v}")]
     if rate:
         argv += ["--rate", str(rate)]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 120)
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 120, preexec_fn=_pinned(LOADGEN_CPUS))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -129,7 +167,16 @@ def main() -> None:
     parser.add_argument("--shadow-executor", choices=("process", "thread"), default="process")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
                         help="a FRUGAL_ setting for the Frugal server, e.g. --setting SHADOW_NICE=19")
+    parser.add_argument("--web-cpus", default=None, metavar="LIST",
+                        help="CPUs for gunicorn, e.g. 0; the load generator and Postgres get the others")
     args = parser.parse_args()
+    global LOADGEN_CPUS
+    web_cpus = None
+    if args.web_cpus:
+        web_cpus = {int(c) for c in args.web_cpus.split(",")}
+        LOADGEN_CPUS = os.sched_getaffinity(0) - web_cpus
+        if not web_cpus <= os.sched_getaffinity(0) or not LOADGEN_CPUS:
+            parser.error(f"--web-cpus must leave at least one of CPUs {sorted(os.sched_getaffinity(0))} for the rest")
 
     from service import experiments, registry
     from service.auth import create_key
@@ -163,6 +210,7 @@ def main() -> None:
                 "FRUGAL_SHADOW_EXECUTOR": args.shadow_executor, "BARE_MODEL": str(champion.path), "PYTHONPATH": str(ROOT)})
     env.update({f"FRUGAL_{k.upper().removeprefix('FRUGAL_')}": v for k, v in (item.split("=", 1) for item in args.setting)})
     servers: list[Gunicorn] = []
+    pinned_pg = PinnedPostgres(LOADGEN_CPUS) if LOADGEN_CPUS else None
     try:
         rt = Runtime(load_settings({k: v for k, v in env.items() if k.startswith("FRUGAL_")}))
         upgrade(rt.db.engine)
@@ -178,13 +226,13 @@ def main() -> None:
         rt.close()
         features = [0.5] * len(champion.feature_names)
 
-        bare = Gunicorn("benchmarks.bare_app:create_app()", env, work / "bare.log")
+        bare = Gunicorn("benchmarks.bare_app:create_app()", env, work / "bare.log", web_cpus)
         servers.append(bare)
         results = {"a": _load(bare.url + "/predict", {"features": features}, {}, args.seconds, args.connections)}
         bare.stop()
         servers.remove(bare)
 
-        frugal = Gunicorn("service.app:create_app()", env, work / "frugal.log")
+        frugal = Gunicorn("service.app:create_app()", env, work / "frugal.log", web_cpus)
         servers.append(frugal)
         engine = sa.create_engine(normalize_url(url))
         coverage: dict[str, tuple[int, int]] = {}
@@ -229,8 +277,11 @@ def main() -> None:
             for r in range(args.repeats):
                 labels[f"b@{rate}#{r}"] = f"(b) A/B at a fixed {rate} req/s #{r + 1}"
                 labels[f"c@{rate}#{r}"] = f"(c) shadow 100% at {rate} req/s #{r + 1}"
-        print(f"\n{args.connections} connections, {args.seconds:.0f} s each, gunicorn 2 gthread workers, 2-core host, "
-              f"shadow executor: {args.shadow_executor}{''.join(' ' + x for x in args.setting)}\n")
+        layout = (f"gunicorn on CPU {sorted(web_cpus)}, load generator and Postgres on CPU {sorted(LOADGEN_CPUS)}"
+                  if web_cpus else "everything sharing the host's CPUs")
+        print(f"\n{args.connections} connections, {args.seconds:.0f} s each, gunicorn 2 gthread workers, "
+              f"{os.cpu_count()}-core host, {layout}, shadow executor: {args.shadow_executor}"
+              f"{''.join(' ' + x for x in args.setting)}\n")
         print(f"{'configuration':<42} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7}")
         for k in labels:
             if k == f"b@{rates[0]}#0":
@@ -248,8 +299,7 @@ def main() -> None:
             print(f"(c) vs (b) p99 at {rate} req/s (open loop): median {_median(ratios):.2f}x over "
                   f"{args.repeats} pairs ({', '.join(f'{x:.2f}' for x in ratios)})  (target <= 1.10)")
         print(f"(c) vs (b) p99, all open-loop pairs: median {_median(all_ratios(results, rates, args.repeats)):.2f}x")
-        print("\nCPU cores in use during each Frugal run (busy CPU seconds per second; the load generator and the")
-        print("database are on the same 2 cores):")
+        print("\nCPU cores in use during each Frugal run (busy CPU seconds per second):")
         print(f"{'configuration':<42} " + " ".join(f"{k:>15}" for k in next(iter(cores.values()))))
         for label, used in cores.items():
             print(f"{labels[label]:<42} " + " ".join(f"{v:>15.2f}" for v in used.values()))
@@ -262,6 +312,8 @@ def main() -> None:
     finally:
         for server in servers:
             server.stop()
+        if pinned_pg is not None:
+            pinned_pg.restore()
         drop_database(args.database, url)
 
 

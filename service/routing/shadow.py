@@ -6,9 +6,11 @@ Two executors, chosen by ``FRUGAL_SHADOW_EXECUTOR``:
   of its own (``FRUGAL_SHADOW_PROCESSES``, started on first use, with ``spawn``, at the lowest CPU
   priority: ``FRUGAL_SHADOW_NICE`` and, on Linux, ``SCHED_IDLE``).  The scorer has its own onnxruntime sessions and event log, so
   neither its model runs nor its logging hold the request process's interpreter lock, and the
-  kernel gives request handling the CPU first: shadow scoring uses what the host has spare.  Each
-  request's rows are still scored as one run of their own, so the challenger's inference time and
-  cost are what serving that request would have taken.  A scorer that dies is restarted (at most
+  kernel gives request handling the CPU first: shadow scoring uses what the host has spare.  One-row
+  requests that arrived together are scored in one run, but each is charged the time of a
+  single-request run timed in the same batch (and a request of several rows is scored as one run of
+  its own), so the challenger's inference time and cost are what serving that request would have
+  taken.  A scorer that dies is restarted (at most
   once a second); what it had not scored is counted as dropped.
 - ``thread``: a bounded thread pool in the request process, each run first waiting (up to
   ``FRUGAL_SHADOW_DEFER_MS``) for a moment with no request in flight.  No extra process, but the
@@ -68,23 +70,80 @@ class ShadowCounts:
     events_dropped: int
 
 
-def score_job(run_model: RunModel, settings: Settings, accept: Callable[[dict[str, Any]], bool], job: ShadowJob,
-              clock: Callable[[], float] = time.perf_counter) -> int:
+def score_job(run_model: RunModel, settings: Settings, accept: Callable[[dict[str, Any]], bool], job: ShadowJob) -> int:
     """Score one request's rows as that request would have been (one run, so inference time and cost
     are what serving it would have taken) and log one challenger row per row; returns the events
     the log refused.  Latency is the estimate "had the challenger answered": the request's overhead
-    plus the challenger policy's own time."""
-    started = clock()
+    (its latency minus the champion's model run: parsing, features, routing, logging) plus the
+    challenger policy's model runs for that row (both models', for a row a cascade escalated)."""
     scored = run_policy(run_model, settings, job.policy, [row[2] for row in job.rows], job.use_cache)
-    elapsed_ms = (clock() - started) * 1000.0 / len(job.rows)
     now = datetime.now(timezone.utc)
     refused = 0
     for (request_id, unit_id, _, overhead_ms), s in zip(job.rows, scored):
         event = prediction_event(experiment_id=job.experiment_id, phase=job.phase, request_id=request_id, unit_id=unit_id,
                                  arm="challenger", in_experiment=True, served=False, policy=job.policy, scored=s,
-                                 latency_ms=overhead_ms + elapsed_ms, reason=None, now=now)
+                                 latency_ms=overhead_ms + s.inference_ms, reason=None, now=now)
         refused += 0 if accept(event) else 1
     return refused
+
+
+def timed_batch_runner(run_model: RunModel) -> RunModel:
+    """A model runner for many one-row requests at once: it answers the first row in a run of its own,
+    timed, and the rest in one more run, and charges every row that single run's time.
+
+    So a row's inference time (and a measured cost) is what serving it alone took, as in
+    ``score_job``, from a run timed in the same batch, while the batch costs two runs, not one per
+    request.  Rows answered from the cache still take no time."""
+    last_ms: dict[str, float] = {}
+
+    def run(spec, rows: list[Any], use_cache: bool):
+        first, first_ms, first_hits = run_model(spec, rows[:1], use_cache)
+        if first_ms > 0:
+            last_ms[spec.digest] = first_ms
+        rest, rest_ms, rest_hits = run_model(spec, rows[1:], use_cache) if len(rows) > 1 else ([], 0.0, [])
+        hits = first_hits + rest_hits
+        misses = len(rows) - sum(hits)
+        single_ms = last_ms.get(spec.digest, rest_ms / max(misses, 1))   # first row a cache hit: the last timed run
+        return first + rest, single_ms * misses, hits
+
+    return run
+
+
+def score_batch(run_model: RunModel, settings: Settings, accept: Callable[[dict[str, Any]], bool],
+                jobs: list[ShadowJob]) -> tuple[int, int, int]:
+    """Score what a scorer took off its pipe; returns (rows completed, rows failed, events refused).
+
+    One-row requests of the same experiment and policy are scored together (``timed_batch_runner``):
+    each row is still charged a single-request run's time.  A request of several rows is scored as
+    one run of its own (``score_job``), as serving it would have been.  If a batch fails, its
+    requests are scored one by one, so one bad row fails only its own request."""
+    completed = failed = refused = 0
+    groups: dict[tuple, list[ShadowJob]] = {}
+    for job in jobs:
+        key = (job.experiment_id, job.phase, job.policy, job.use_cache) if len(job.rows) == 1 else (id(job),)
+        groups.setdefault(key, []).append(job)
+    batched = timed_batch_runner(run_model)
+    for group in groups.values():
+        if len(group) > 1:
+            try:
+                refused += score_job(batched, settings, accept, _merged(group))
+                completed += len(group)
+                continue
+            except Exception as exc:
+                log.info("shadow batch of %d requests failed (%s: %s); scoring them one by one", len(group), type(exc).__name__, exc)
+        for job in group:
+            try:
+                refused += score_job(run_model, settings, accept, job)
+                completed += len(job.rows)
+            except Exception as exc:
+                failed += len(job.rows)
+                log.warning("shadow challenger %s failed: %s: %s", job.policy.primary.ref, type(exc).__name__, exc)
+    return completed, failed, refused
+
+
+def _merged(group: list[ShadowJob]) -> ShadowJob:
+    first = group[0]
+    return ShadowJob(first.experiment_id, first.phase, first.policy, first.use_cache, [job.rows[0] for job in group])
 
 
 class ThreadShadow:
@@ -372,12 +431,10 @@ def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
                 jobs.extend(message)
                 if sum(len(j.rows) for j in jobs) >= MAX_BATCH_ROWS or not conn.poll(0):
                     break
-            for job in jobs:   # one run per request, as serving it would have been
-                try:
-                    add(2, score_job(run_model, settings, accept, job, clock=time.thread_time))
-                    add(0, len(job.rows))
-                except Exception as exc:
-                    add(1, len(job.rows))
-                    log.warning("shadow challenger %s failed: %s: %s", job.policy.primary.ref, type(exc).__name__, exc)
+            if jobs:
+                completed, failed, refused = score_batch(run_model, settings, accept, jobs)
+                add(2, refused)
+                add(1, failed)
+                add(0, completed)
     finally:
         rt.close()   # flushes the event log (or spools it)
