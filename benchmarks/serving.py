@@ -67,9 +67,12 @@ class PinnedPostgres:
         for pid, (_, name, _) in _proc_table().items():
             if name.startswith("postgres"):
                 try:
-                    self.saved[pid] = os.sched_getaffinity(pid)
+                    saved = os.sched_getaffinity(pid)
                     os.sched_setaffinity(pid, cpus)
-                except (PermissionError, ProcessLookupError) as exc:
+                    self.saved[pid] = saved
+                except ProcessLookupError:   # a backend that just exited
+                    continue
+                except PermissionError as exc:
                     self.restore()
                     raise SystemExit(f"--web-cpus: cannot pin Postgres process {pid} ({exc}); run as its owner or root")
 
