@@ -103,26 +103,28 @@ def timed_batch_runner(run_model: RunModel) -> RunModel:
         rest, rest_ms, rest_hits = run_model(spec, rows[1:], use_cache) if len(rows) > 1 else ([], 0.0, [])
         hits = first_hits + rest_hits
         misses = len(rows) - sum(hits)
-        single_ms = last_ms.get(spec.digest, rest_ms / max(misses, 1))   # first row a cache hit: the last timed run
+        # the first row a cache hit: the last timed run of this model (else, rarely, the batch's average)
+        single_ms = last_ms.get(spec.digest, rest_ms / max(misses, 1))
         return first + rest, single_ms * misses, hits
 
     return run
 
 
 def score_batch(run_model: RunModel, settings: Settings, accept: Callable[[dict[str, Any]], bool],
-                jobs: list[ShadowJob]) -> tuple[int, int, int]:
+                jobs: list[ShadowJob], batched: RunModel | None = None) -> tuple[int, int, int]:
     """Score what a scorer took off its pipe; returns (rows completed, rows failed, events refused).
 
     One-row requests of the same experiment and policy are scored together (``timed_batch_runner``):
     each row is still charged a single-request run's time.  A request of several rows is scored as
     one run of its own (``score_job``), as serving it would have been.  If a batch fails, its
-    requests are scored one by one, so one bad row fails only its own request."""
+    requests are scored one by one, so one bad row fails only its own request.  ``batched`` is
+    ``timed_batch_runner(run_model)``, kept across calls by a scorer (it remembers the last timed run)."""
     completed = failed = refused = 0
     groups: dict[tuple, list[ShadowJob]] = {}
     for job in jobs:
         key = (job.experiment_id, job.phase, job.policy, job.use_cache) if len(job.rows) == 1 else (id(job),)
         groups.setdefault(key, []).append(job)
-    batched = timed_batch_runner(run_model)
+    batched = batched or timed_batch_runner(run_model)
     for group in groups.values():
         if len(group) > 1:
             try:
@@ -398,6 +400,7 @@ def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
 
     rt.lazy("sessions", lambda: SessionPool(settings, clock=time.thread_time))
     run_model = model_runner(rt)
+    batched = timed_batch_runner(run_model)
     events = event_log(rt)
 
     def accept(event: dict[str, Any]) -> bool:
@@ -432,7 +435,7 @@ def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
                 if sum(len(j.rows) for j in jobs) >= MAX_BATCH_ROWS or not conn.poll(0):
                     break
             if jobs:
-                completed, failed, refused = score_batch(run_model, settings, accept, jobs)
+                completed, failed, refused = score_batch(run_model, settings, accept, jobs, batched)
                 add(2, refused)
                 add(1, failed)
                 add(0, completed)

@@ -42,18 +42,18 @@ def shadow_rig(sqlite_url, data_dir, demo_models):
     rt.close()
 
 
-def _jobs(config, rows, policy=None, prefix="r"):
+def _jobs(config, rows, policy=None, prefix="r", use_cache=False):
     from service.routing.shadow import ShadowJob
 
-    return [ShadowJob(config.id, config.phase, policy or config.challenger, False,
+    return [ShadowJob(config.id, config.phase, policy or config.challenger, use_cache,
                       [(f"{prefix}{k}", f"u{k}", row, 0.25 + k / 1000)]) for k, row in enumerate(rows)]
 
 
-def _score(rig, jobs):
+def _score(rig, jobs, batched=None):
     from service.routing.shadow import score_batch
 
     events: list[dict] = []
-    counts = score_batch(rig["run"], rig["rt"].settings, lambda e: events.append(e) or True, jobs)
+    counts = score_batch(rig["run"], rig["rt"].settings, lambda e: events.append(e) or True, jobs, batched)
     return counts, {e["request_id"]: e for e in events}
 
 
@@ -125,3 +125,18 @@ def test_a_row_the_challenger_refuses_fails_only_its_own_request(shadow_rig):
 
     assert counts == (19, 1, 0)
     assert "r7" not in events and len(events) == 19
+
+
+def test_with_the_cache_on_a_hit_costs_nothing_and_the_rest_are_charged_the_last_timed_run(shadow_rig):
+    from service.routing.shadow import timed_batch_runner
+
+    rig, config = shadow_rig, shadow_rig["config"]
+    batched = timed_batch_runner(rig["run"])   # as a scorer keeps it across batches
+    _, first = _score(rig, _jobs(config, rig["rows"][:10], prefix="a", use_cache=True), batched)
+    timed = first["a0"]["inference_ms"]
+    # the next batch leads with a row the cache holds: no single run to time in it
+    counts, events = _score(rig, _jobs(config, [rig["rows"][0], *rig["rows"][20:30]], prefix="b", use_cache=True), batched)
+
+    assert counts == (11, 0, 0) and timed > 0
+    assert events["b0"]["cache_hit"] and events["b0"]["inference_ms"] == 0 and events["b0"]["cost"] == 0
+    assert all(events[f"b{k}"]["inference_ms"] == timed and not events[f"b{k}"]["cache_hit"] for k in range(1, 11))
