@@ -44,6 +44,8 @@ RESTART_EVERY_S = 1.0     # a scorer process that died is restarted at most this
 LIVENESS_EVERY_S = 0.5    # how often the sender checks that the scorer processes are alive
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 SEND_EVERY_S = 0.02       # how often the sender ships what requests have queued (fewer wake-ups, larger messages)
+FLUSH_RESERVE_S = 3.0     # of the shutdown budget, kept for scorers to flush what they scored (at most half of it)
+COMPLETED, FAILED, EVENTS_DROPPED, DEADLINE = range(4)   # slots of the counters shared with the scorers
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,7 @@ class ProcessShadow:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._ctx = multiprocessing.get_context("spawn")
-        self._shared = None   # completed, failed, events_dropped (written by the scorers): made with the first scorer
+        self._shared = None   # counters written by the scorers and the stop deadline (COMPLETED...): made with the first scorer
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._pending: list[ShadowJob] = []
@@ -241,7 +243,7 @@ class ProcessShadow:
 
     def counts(self) -> ShadowCounts:
         with self._lock:
-            completed, failed, events_dropped = self._shared[:] if self._shared is not None else (0, 0, 0)
+            completed, failed, events_dropped = self._shared[:DEADLINE] if self._shared is not None else (0, 0, 0)
             return ShadowCounts(self._submitted, completed, failed, self._full + self._lost, events_dropped)
 
     @property
@@ -302,14 +304,14 @@ class ProcessShadow:
             return
         if self._shared is None:   # shared memory (and multiprocessing's helper process) only once needed
             with self._lock:
-                self._shared = self._ctx.Array("q", 3)
+                self._shared = self._ctx.Array("q", 4)
         if self._started and now - self._started < RESTART_EVERY_S:
             self._stop_scorers()
             return
         if self._started:
             self._stop_scorers()
             with self._lock:
-                self._lost = self._sent - self._shared[0] - self._shared[1]
+                self._lost = self._sent - self._shared[COMPLETED] - self._shared[FAILED]
                 self.restarts += 1
             log.warning("shadow scorer process died; restarted (%d rows sent to scorers and not scored so far "
                         "are counted as dropped)", self._lost)
@@ -336,14 +338,19 @@ class ProcessShadow:
         """Send what is pending, let the scorers finish it and flush their event logs, and stop.
 
         Within ``FRUGAL_SHADOW_DRAIN_S`` (15 s): gunicorn's worker_exit then flushes the web worker's
-        own event log (within 12 s), and both must fit in its graceful_timeout (30 s)."""
+        own event log (within 12 s), and both must fit in its graceful_timeout (30 s).  Scorers stop
+        scoring ``FLUSH_RESERVE_S`` before the end, so what they scored is flushed, not killed with
+        them; what they had not scored is counted as dropped.  Only a scorer that still has not
+        exited at the end (hung, or stopped) is killed."""
         timeout_s = self._settings.shadow_drain_s if timeout_s is None else timeout_s
+        give_up = time.monotonic() + timeout_s
         with self._lock:
             self._closed = True
             sender = self._sender
+            if self._shared is not None:   # monotonic time is the same clock in every process of the host
+                self._shared[DEADLINE] = int((give_up - min(FLUSH_RESERVE_S, timeout_s / 2)) * 1000)
         if sender is None:
             return
-        give_up = time.monotonic() + timeout_s
         self._wake.set()
         sender.join(timeout_s)
         for proc, conn in self._scorers:
@@ -354,7 +361,7 @@ class ProcessShadow:
                 proc.join(5)
             conn.close()
         with self._lock:
-            self._lost = self._sent - self._shared[0] - self._shared[1] if self._shared is not None else self._sent
+            self._lost = (self._sent - self._shared[COMPLETED] - self._shared[FAILED]) if self._shared is not None else self._sent
             lost, sent = self._lost, self._sent
         if lost:
             log.warning("shadow scorers stopped with %d of the %d rows sent to them not scored (counted as dropped)", lost, sent)
@@ -414,9 +421,13 @@ def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
         with shared.get_lock():
             shared[index] += n
 
+    def out_of_time() -> bool:   # the web worker is stopping and its budget for scoring is spent
+        deadline = shared[DEADLINE]
+        return deadline > 0 and time.monotonic() * 1000 >= deadline
+
     stop = False
     try:
-        while not stop:
+        while not stop and not out_of_time():
             if not conn.poll(1.0):
                 if os.getppid() != parent_pid:   # the web worker died without stopping us
                     break
@@ -434,10 +445,14 @@ def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
                 jobs.extend(message)
                 if sum(len(j.rows) for j in jobs) >= MAX_BATCH_ROWS or not conn.poll(0):
                     break
+            if jobs and out_of_time():
+                log.warning("shadow scorer stopping: shutdown budget spent with %d rows unscored (counted as dropped)",
+                            sum(len(j.rows) for j in jobs))
+                break
             if jobs:
                 completed, failed, refused = score_batch(run_model, settings, accept, jobs, batched)
-                add(2, refused)
-                add(1, failed)
-                add(0, completed)
+                add(EVENTS_DROPPED, refused)
+                add(FAILED, failed)
+                add(COMPLETED, completed)
     finally:
         rt.close()   # flushes the event log (or spools it)

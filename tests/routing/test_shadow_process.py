@@ -159,6 +159,57 @@ def test_a_killed_scorer_is_restarted_and_what_it_lost_is_counted(make_rig):
     assert sum(len(_logged(rig["rt"], prefix)[True]) for prefix in ("before", "lost", "after")) == 60
 
 
+def _stuck_scorer(rig, **overrides):
+    """10 rows scored and stored, then the scorer stopped (SIGSTOP) with 15 more sent to it."""
+    router = rig["router"]
+    _predict(rig, "drained", rig["rows"][:10])
+    assert _wait(lambda: len(_logged(rig["rt"], "drained")[False]) == 10)
+    os.kill(router.shadow.pids[0], signal.SIGSTOP)   # alive but not reading
+    _predict(rig, "stuck", rig["rows"][10:25])
+    assert _wait(lambda: router.shadow._sent == 25, 10)
+    return router.shadow._scorers[0][0]
+
+
+def _after_stop(rig):
+    stats = rig["router"].stats
+    assert rig["rt"].lazy("eventlog", lambda: None).flush(timeout=30)
+    return ((stats.shadow_submitted, stats.shadow_completed, stats.shadow_dropped),
+            (len(_logged(rig["rt"], "drained")[False]), len(_logged(rig["rt"], "stuck")[False])))
+
+
+def test_a_hung_scorer_is_killed_when_the_shutdown_budget_ends_and_its_rows_are_counted(make_rig):
+    """Shutdown has a budget (FRUGAL_SHADOW_DRAIN_S, inside gunicorn's graceful_timeout)."""
+    rig = make_rig(shadow_drain_s=0.5)
+    scorer = _stuck_scorer(rig)
+    started = time.monotonic()
+    rig["router"].close()
+    took = time.monotonic() - started
+
+    assert 0.4 < took < 5.0, took   # the budget, then a kill: not the 15 s default, not forever
+    assert scorer.exitcode == -signal.SIGKILL
+    assert _after_stop(rig) == ((25, 10, 15), (10, 0))
+
+
+def test_a_late_scorer_stops_scoring_in_time_to_flush_and_exits_by_itself(make_rig):
+    """A scorer that is behind when the budget's scoring part ends stops scoring, flushes what it has
+    scored and exits; what it had not scored is counted as dropped, and nobody is killed."""
+    import threading
+
+    rig = make_rig(shadow_drain_s=2.0)   # scoring must stop 1 s in (half the budget, at most 3 s)
+    scorer = _stuck_scorer(rig)
+    closing = threading.Thread(target=rig["router"].close)
+    started = time.monotonic()
+    closing.start()
+    time.sleep(1.3)
+    os.kill(scorer.pid, signal.SIGCONT)   # it wakes up past its scoring deadline, 15 rows in its pipe
+    closing.join(10)
+    took = time.monotonic() - started
+
+    assert not closing.is_alive() and took < 2.0, took
+    assert scorer.exitcode == 0   # exited by itself
+    assert _after_stop(rig) == ((25, 10, 15), (10, 0))
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_to_a_starting_scorer_does_not_kill_it(make_rig, signum):
     """SIGTERM to a whole process group (a container stop, the test harness) or a terminal's Ctrl-C
