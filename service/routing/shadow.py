@@ -302,9 +302,8 @@ class ProcessShadow:
         self._checked = now
         if self._scorers and all(p.is_alive() for p, _ in self._scorers):
             return
-        if self._shared is None:   # shared memory (and multiprocessing's helper process) only once needed
-            with self._lock:
-                self._shared = self._ctx.Array("q", 4)
+        with self._lock:
+            self._make_counters()
         if self._started and now - self._started < RESTART_EVERY_S:
             self._stop_scorers()
             return
@@ -325,6 +324,12 @@ class ProcessShadow:
             scorers.append((proc, send))
         self._scorers = scorers
         self._started = now
+
+    def _make_counters(self) -> None:
+        """The counters shared with the scorers, made when first needed (shared memory, and
+        multiprocessing's helper process); call with the lock held."""
+        if self._shared is None:
+            self._shared = self._ctx.Array("q", 4)
 
     def _stop_scorers(self) -> None:
         for proc, conn in self._scorers:
@@ -347,10 +352,14 @@ class ProcessShadow:
         with self._lock:
             self._closed = True
             sender = self._sender
-            if self._shared is not None:   # monotonic time is the same clock in every process of the host
-                self._shared[DEADLINE] = int((give_up - min(FLUSH_RESERVE_S, timeout_s / 2)) * 1000)
-        if sender is None:
-            return
+            if sender is None:
+                return
+            # Set before any scorer starts or is lifted (below): a scorer that lowers its priority
+            # later sees it and lifts itself.  Monotonic time is one clock for every process of the host.
+            self._make_counters()
+            self._shared[DEADLINE] = int((give_up - min(FLUSH_RESERVE_S, timeout_s / 2)) * 1000)
+        for proc, _ in self._scorers:   # no request is left to protect: let them drain at normal priority
+            _restore_priority(proc.pid)
         self._wake.set()
         sender.join(timeout_s)
         for proc, conn in self._scorers:
@@ -386,6 +395,24 @@ def _lower_priority(settings: Settings) -> None:
             log.info("shadow scorer stays at nice %d (SCHED_IDLE refused: %s)", settings.shadow_nice, exc)
 
 
+def _restore_priority(pid: int) -> None:
+    """Put every thread of a scorer back at normal priority (nice 0, SCHED_OTHER), so a stopping web
+    worker's scorers drain and flush even while other processes keep the host busy (at SCHED_IDLE
+    they would get no CPU at all).  Best effort: it takes CAP_SYS_NICE (root, say), else they drain
+    at the priority they had."""
+    try:
+        threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        threads = [pid]
+    for tid in threads:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, 0)
+            if hasattr(os, "SCHED_OTHER"):
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+        except OSError as exc:   # not permitted, or the thread is gone
+            log.debug("shadow scorer %s thread %s keeps its priority: %s", pid, tid, exc)
+
+
 def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
     """Entry point of a scorer process: score until told to stop, or until the web worker is gone."""
     # Ctrl-C in a terminal, or SIGTERM to the whole process group: the web worker stops us in order
@@ -394,6 +421,8 @@ def _scorer_main(settings: Settings, conn, shared, parent_pid: int) -> None:
         signal.signal(signum, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)   # blocked since the fork (see _send_loop)
     _lower_priority(settings)
+    if shared[DEADLINE]:   # the web worker began to stop before we lowered it: it lifted our priority first
+        _restore_priority(os.getpid())
     from service.eventlog import PredictionEvent, event_log
     from service.logs import configure_logging
     from service.routing.runtime import model_runner

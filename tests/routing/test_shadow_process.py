@@ -190,6 +190,27 @@ def test_a_hung_scorer_is_killed_when_the_shutdown_budget_ends_and_its_rows_are_
     assert _after_stop(rig) == ((25, 10, 15), (10, 0))
 
 
+def test_a_stopping_worker_puts_its_scorers_back_at_normal_priority_where_it_may(make_rig):
+    """With no request left to protect, scorers drain at normal priority: at SCHED_IDLE a host kept
+    busy by other processes would give them no CPU to drain or flush.  It takes CAP_SYS_NICE (root
+    here and in CI); without it they keep their priority and the stop goes on."""
+    import threading
+
+    rig = make_rig(shadow_drain_s=1.0)
+    scorer = _stuck_scorer(rig)
+    threads = [int(t) for t in os.listdir(f"/proc/{scorer.pid}/task")]
+    assert all(os.sched_getscheduler(t) == os.SCHED_IDLE and os.getpriority(os.PRIO_PROCESS, t) == 19 for t in threads)
+    closing = threading.Thread(target=rig["router"].close)
+    closing.start()
+    time.sleep(0.3)   # close() lifts the priority first, then waits out the budget on the stopped scorer
+    during = [(os.sched_getscheduler(t), os.getpriority(os.PRIO_PROCESS, t)) for t in threads]
+    closing.join(10)
+
+    may = os.geteuid() == 0
+    assert set(during) == ({(os.SCHED_OTHER, 0)} if may else {(os.SCHED_IDLE, 19)}), during
+    assert _after_stop(rig) == ((25, 10, 15), (10, 0))
+
+
 def test_a_late_scorer_stops_scoring_in_time_to_flush_and_exits_by_itself(make_rig):
     """A scorer that is behind when the budget's scoring part ends stops scoring, flushes what it has
     scored and exits; what it had not scored is counted as dropped, and nobody is killed."""
