@@ -25,6 +25,9 @@ def make_rig(fresh_pg, data_dir, demo_models):
     made = []
 
     def make(**overrides):
+        # Scorers at normal priority unless a test is about priority: at SCHED_IDLE they get no CPU
+        # while anything else on the host is busy, and these tests wait for them to score.
+        overrides = {"shadow_nice": 0, "shadow_sched_idle": False, **overrides}
         rt = Runtime(make_settings(data_dir, database_url=fresh_pg, shadow_executor="process", **overrides))
         roles = {m.role: m for m in demo_models.values() if getattr(m, "role", None)}
         refs = {role: registry.register(rt.db, rt.settings, m.path.read_bytes(), name=m.name, version=m.version, task=m.task)
@@ -78,7 +81,7 @@ def test_scorer_process_scores_every_shadow_row_with_the_challenger_and_logs_it(
     from service.inference.sessions import LoadedModel, new_session
     from service.registry import model_path
 
-    rig = make_rig()
+    rig = make_rig(shadow_nice=19, shadow_sched_idle=True)   # the defaults
     answers = _predict(rig, "ok", rig["rows"])
     champion = rig["refs"]["champion"].ref
     assert all(a.arm == "champion" and a.served_by == champion for a in answers)
@@ -196,7 +199,7 @@ def test_a_stopping_worker_puts_its_scorers_back_at_normal_priority_where_it_may
     here and in CI); without it they keep their priority and the stop goes on."""
     import threading
 
-    rig = make_rig(shadow_drain_s=1.0)
+    rig = make_rig(shadow_drain_s=1.0, shadow_nice=19, shadow_sched_idle=True)
     scorer = _stuck_scorer(rig)
     threads = [int(t) for t in os.listdir(f"/proc/{scorer.pid}/task")]
     assert all(os.sched_getscheduler(t) == os.SCHED_IDLE and os.getpriority(os.PRIO_PROCESS, t) == 19 for t in threads)
