@@ -176,7 +176,10 @@ def main() -> None:
     global LOADGEN_CPUS
     web_cpus = None
     if args.web_cpus:
-        web_cpus = {int(c) for c in args.web_cpus.split(",")}
+        try:
+            web_cpus = {int(c) for c in args.web_cpus.split(",")}
+        except ValueError:
+            parser.error(f"--web-cpus takes CPU numbers separated by commas, e.g. 0 or 0,1; got {args.web_cpus!r}")
         LOADGEN_CPUS = os.sched_getaffinity(0) - web_cpus
         if not web_cpus <= os.sched_getaffinity(0) or not LOADGEN_CPUS:
             parser.error(f"--web-cpus must leave at least one of CPUs {sorted(os.sched_getaffinity(0))} for the rest")

@@ -190,11 +190,10 @@ class ThreadShadow:
         while self._inflight() and time.monotonic() < give_up:
             time.sleep(0.0005)
         try:
-            self._add("events_dropped", score_job(self._run_model, self._settings, self._accept, job))
-            self._add("completed", len(job.rows))
-        except Exception as exc:
-            self._add("failed", len(job.rows))
-            log.warning("shadow challenger %s failed: %s: %s", job.policy.primary.ref, type(exc).__name__, exc)
+            completed, failed, refused = score_batch(self._run_model, self._settings, self._accept, [job])
+            self._add("completed", completed)
+            self._add("failed", failed)
+            self._add("events_dropped", refused)
         finally:
             self._slots.release()
 
@@ -310,7 +309,7 @@ class ProcessShadow:
         if self._started:
             self._stop_scorers()
             with self._lock:
-                self._lost = self._sent - self._shared[COMPLETED] - self._shared[FAILED]
+                self._lost = self._unscored()
                 self.restarts += 1
             log.warning("shadow scorer process died; restarted (%d rows sent to scorers and not scored so far "
                         "are counted as dropped)", self._lost)
@@ -330,6 +329,11 @@ class ProcessShadow:
         multiprocessing's helper process); call with the lock held."""
         if self._shared is None:
             self._shared = self._ctx.Array("q", 4)
+
+    def _unscored(self) -> int:
+        """Rows sent to scorers that they neither scored nor failed (lost with a scorer that died or
+        was stopped); call with the lock held."""
+        return self._sent - (self._shared[COMPLETED] + self._shared[FAILED] if self._shared is not None else 0)
 
     def _stop_scorers(self) -> None:
         for proc, conn in self._scorers:
@@ -370,7 +374,7 @@ class ProcessShadow:
                 proc.join(5)
             conn.close()
         with self._lock:
-            self._lost = (self._sent - self._shared[COMPLETED] - self._shared[FAILED]) if self._shared is not None else self._sent
+            self._lost = self._unscored()
             lost, sent = self._lost, self._sent
         if lost:
             log.warning("shadow scorers stopped with %d of the %d rows sent to them not scored (counted as dropped)", lost, sent)

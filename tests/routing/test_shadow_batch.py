@@ -13,22 +13,13 @@ import pytest
 def shadow_rig(sqlite_url, data_dir, demo_models):
     from sklearn.datasets import load_breast_cancer
 
-    from service import experiments, registry
-    from service.definition import ExperimentDefinition
     from service.routing.runtime import catalog, model_runner
     from service.runtime import Runtime
     from tests.conftest import make_settings
+    from tests.routing.conftest import seed
 
+    seed(sqlite_url, data_dir, demo_models, mode="shadow", name="batch", shadow_sample=1.0)
     rt = Runtime(make_settings(data_dir, database_url=sqlite_url))
-    roles = {m.role: m for m in demo_models.values() if getattr(m, "role", None)}
-    refs = {role: registry.register(rt.db, rt.settings, roles[role].path.read_bytes(), name=roles[role].name,
-                                    version=roles[role].version, task=roles[role].task).ref
-            for role in ("champion", "challenger")}
-    record = experiments.create(rt.db, ExperimentDefinition.model_validate({
-        "name": "batch", "mode": "shadow", "champion": {"kind": "model", "model": refs["champion"]},
-        "challenger": {"kind": "model", "model": refs["challenger"]}, "metric": {"kind": "binary", "margin": 0.02},
-        "shadow_sample": 1.0}), actor="test")
-    experiments.transition(rt.db, str(record.id), "start", actor="test")
     config = catalog(rt).get("batch")
     real = model_runner(rt)
     runs: list[tuple[str, int]] = []
