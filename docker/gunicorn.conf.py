@@ -24,7 +24,7 @@ loglevel = os.environ.get("FRUGAL_LOG_LEVEL", "info").lower()
 
 def post_fork(server, worker):
     # Background threads share the worker's interpreter lock with request threads (the event-log
-    # writer, isolated challenger runs, and shadow scoring with FRUGAL_SHADOW_EXECUTOR=thread).  With
+    # writer, isolated challenger runs).  With
     # CPython's default 5 ms switch interval a request thread can wait that long behind one of them;
     # a shorter one keeps requests moving (benchmarks/serving.py, open loop).
     import sys

@@ -1,4 +1,4 @@
-"""The ``frugal`` command line: serve, worker, beat, db, keys, models, report, demo."""
+"""The ``frugal`` command line: serve, worker, scorer, beat, db, keys, models, report, demo."""
 
 from __future__ import annotations
 
@@ -58,16 +58,70 @@ def serve(dev: bool, bind: str, workers: int | None) -> None:
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--concurrency", type=int, default=2, show_default=True)
 @click.option("--beat", "with_beat", is_flag=True, help="Also run beat in this process (single-node setups only).")
+@click.option("--scorer/--no-scorer", "with_scorer", default=None,
+              help="Also run a shadow scorer beside the worker (default: on the embedded SQLite default only).")
 @click.pass_context
-def worker(ctx: click.Context, concurrency: int, with_beat: bool) -> None:
+def worker(ctx: click.Context, concurrency: int, with_beat: bool, with_scorer: bool | None) -> None:
     """Run a Celery worker (roll-ups, analyses, actions, reports)."""
+    import subprocess
+
     from service.worker.celery_app import create_worker_app
 
-    celery = create_worker_app(_settings())
+    settings = _settings()
+    celery = create_worker_app(settings)
     argv = ["worker", f"--concurrency={concurrency}", "--loglevel=INFO", *ctx.args]
     if with_beat:
         argv.append("--beat")
-    celery.worker_main(argv)
+    scorer_proc = None
+    if settings.is_embedded if with_scorer is None else with_scorer:
+        # its own process (its own onnxruntime sessions, no thread across Celery's forks); it exits with this one
+        scorer_proc = subprocess.Popen([sys.executable, "-m", "service.cli", "scorer", "--parent-pid", str(os.getpid())])
+    try:
+        celery.worker_main(argv)
+    finally:
+        if scorer_proc is not None:
+            scorer_proc.terminate()
+            try:
+                scorer_proc.wait(30)
+            except subprocess.TimeoutExpired:
+                scorer_proc.kill()
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Score what is queued now, then exit.")
+@click.option("--parent-pid", type=int, default=None, hidden=True, help="Exit when this process is gone.")
+def scorer(once: bool, parent_pid: int | None) -> None:
+    """Run a shadow scorer: claim shadow jobs, score the challenger, write its rows (run as many as you like)."""
+    import signal
+    import threading
+
+    from service.runtime import Runtime
+    from service.scorer import scorer as make_scorer
+
+    rt = Runtime(_settings())
+    work = make_scorer(rt)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())   # the batch in hand commits (milliseconds); nothing to drain
+    if parent_pid is not None:
+        def watch() -> None:
+            while not stop.wait(1.0):
+                if os.getppid() != parent_pid:
+                    stop.set()
+
+        threading.Thread(target=watch, name="frugal-scorer-parent", daemon=True).start()
+    try:
+        if once:
+            while work.score_batch().claimed:
+                pass
+        else:
+            click.echo(f"shadow scorer {os.getpid()} started (batches of {rt.settings.shadow_batch_size})", err=True)
+            work.run(stop)
+    finally:
+        s = work.stats
+        click.echo(f"shadow scorer {os.getpid()} stopped: {s.scored} scored, {s.failed} failed, {s.expired} expired "
+                   f"in {s.batches} batches", err=True)
+        rt.close()
 
 
 @main.command()

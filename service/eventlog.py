@@ -11,6 +11,9 @@ blocking or failing the request that produced it.
   between commit and delete stores nothing twice.
 - A row the database rejects as invalid (not a duplicate: say, a foreign key to a deleted model) is
   isolated by bisecting its batch and written to ``spool/dead/`` with the reason; the rest lands.
+- A sampled shadow request adds a ``ShadowJobEvent`` right after its served row; the writer never
+  splits the two across batches, so the job is committed with the row it shadows (or neither is),
+  and scorer workers (service/scorer.py) score it from the database.
 - ``close()`` (gunicorn's worker_exit on SIGTERM, the CLI) drains the queue to the database or the spool.
 """
 
@@ -69,19 +72,34 @@ class OutcomeEvent:
     received_at: datetime
 
 
-KINDS = {"p": PredictionEvent, "o": OutcomeEvent}
+@dataclass(frozen=True, slots=True)
+class ShadowJobEvent:
+    """A shadow request's row for a scorer: the features the champion answered and the request's
+    overhead (its latency minus the champion's inference)."""
+
+    request_id: str
+    experiment_id: int
+    phase: int
+    unit_id: str
+    features: Any
+    overhead_ms: float
+    created_at: datetime
+
+
+KINDS = {"p": PredictionEvent, "o": OutcomeEvent, "s": ShadowJobEvent}
+_KIND_OF = {cls: kind for kind, cls in KINDS.items()}
 _TIME_FIELDS = {"created_at", "at", "received_at"}
 
 
-def to_line(event: PredictionEvent | OutcomeEvent) -> str:
+def to_line(event: PredictionEvent | OutcomeEvent | ShadowJobEvent) -> str:
     data = asdict(event)
     for name in _TIME_FIELDS & data.keys():
         data[name] = data[name].isoformat()
-    data["_k"] = "p" if isinstance(event, PredictionEvent) else "o"
+    data["_k"] = _KIND_OF[type(event)]
     return json.dumps(data, separators=(",", ":"))
 
 
-def from_line(line: str) -> PredictionEvent | OutcomeEvent:
+def from_line(line: str) -> PredictionEvent | OutcomeEvent | ShadowJobEvent:
     data = json.loads(line)
     cls = KINDS[data.pop("_k")]
     for name in _TIME_FIELDS & data.keys():
@@ -205,6 +223,8 @@ class EventLog:
             if len(self._queue) < self._batch and not self._closed:
                 self._cond.wait(self._interval)
             batch = [self._queue.popleft() for _ in range(min(self._batch, len(self._queue)))]
+            while self._queue and isinstance(self._queue[0], ShadowJobEvent):  # stays with its served row
+                batch.append(self._queue.popleft())
             self._in_flight = len(batch)
             return batch
 
@@ -249,14 +269,16 @@ class EventLog:
 
     def _write(self, batch: list[Any]) -> None:
         """Insert; on an integrity error (not a duplicate: those are skipped), bisect to find the bad rows."""
-        from service.store.events import insert_outcomes, insert_predictions
+        from service.store.events import insert_outcomes, insert_predictions, insert_shadow_jobs
 
         predictions = [e for e in batch if isinstance(e, PredictionEvent)]
         outcomes = [e for e in batch if isinstance(e, OutcomeEvent)]
+        jobs = [e for e in batch if isinstance(e, ShadowJobEvent)]
         try:
             with self._db.unit_of_work() as session:
                 insert_predictions(session, predictions)
                 insert_outcomes(session, outcomes)
+                insert_shadow_jobs(session, jobs)
         except (IntegrityError, DBAPIError) as exc:
             if isinstance(exc, OperationalError) or getattr(exc, "connection_invalidated", False):
                 raise ServiceUnavailable("the database is unreachable") from exc
@@ -328,8 +350,8 @@ class EventLog:
     def close(self, timeout: float = 12.0) -> None:
         """Drain the queue into the database, or into the spool if it cannot be reached in time.
 
-        Within 12 s: in a gunicorn worker, after the shadow scorers' drain (FRUGAL_SHADOW_DRAIN_S, 15 s),
-        inside its graceful_timeout (30 s)."""
+        Within 12 s: in a gunicorn worker, inside its graceful_timeout (30 s).  Shadow jobs are
+        drained like any event: nothing else waits on shutdown."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()

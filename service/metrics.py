@@ -1,7 +1,7 @@
 """Counters every process keeps (routing, shadow scoring, the event log, the prediction cache),
 gathered across processes for ``GET /v1/metrics``.
 
-gunicorn runs several web workers, each with scorer processes of its own, and a request reaches one
+gunicorn runs several web workers (and a scorer may run beside them), and a request reaches one
 of them; so each process publishes a snapshot of its counters to
 ``<data dir>/metrics/<pid>.<token>.json`` every ``FRUGAL_METRICS_INTERVAL_S`` and when it stops, and
 the endpoint adds up every process's latest snapshot.  A process that has stopped (or died) has its last snapshot folded into
@@ -27,10 +27,11 @@ log = logging.getLogger("frugal.metrics")
 METRICS: dict[str, tuple[str, str]] = {
     "frugal_predictions_total": ("counter", "Rows answered by the router"),
     "frugal_fallbacks_total": ("counter", "Rows a failing or late A/B challenger left to the champion"),
-    "frugal_shadow_submitted_total": ("counter", "Shadow rows accepted for the challenger to score"),
-    "frugal_shadow_completed_total": ("counter", "Shadow rows the challenger scored and logged"),
-    "frugal_shadow_failed_total": ("counter", "Shadow rows whose challenger run failed"),
-    "frugal_shadow_dropped_total": ("counter", "Shadow rows dropped: queue full, or lost with a scorer that died"),
+    "frugal_shadow_sampled_total": ("counter", "Shadow jobs the web workers handed to the event log for the scorers"),
+    "frugal_shadow_scored_total": ("counter", "Shadow jobs a scorer scored and wrote the challenger's row for"),
+    "frugal_shadow_failed_total": ("counter", "Shadow jobs whose challenger run failed (counted in shadow_drops)"),
+    "frugal_shadow_dropped_total": ("counter", "Shadow jobs dropped unscored, older than FRUGAL_SHADOW_MAX_AGE_S"),
+    "frugal_shadow_backlog": ("gauge", "Shadow jobs waiting in the database for a scorer (read when scraped)"),
     "frugal_router_events_dropped_total": ("counter", "Prediction events the event log refused"),
     "frugal_eventlog_recorded_total": ("counter", "Events handed to the event log"),
     "frugal_eventlog_written_total": ("counter", "Events written to the database (duplicates included)"),
@@ -52,10 +53,13 @@ def snapshot(rt) -> dict[str, float]:
         s = router.stats
         values.update({
             "frugal_predictions_total": s.predictions, "frugal_fallbacks_total": s.fallbacks,
-            "frugal_shadow_submitted_total": s.shadow_submitted, "frugal_shadow_completed_total": s.shadow_completed,
-            "frugal_shadow_failed_total": s.shadow_failed, "frugal_shadow_dropped_total": s.shadow_dropped,
-            "frugal_router_events_dropped_total": s.events_dropped,
+            "frugal_shadow_sampled_total": s.shadow_sampled, "frugal_router_events_dropped_total": s.events_dropped,
         })
+    scorer = rt.peek("scorer")
+    if scorer is not None:
+        c = scorer.stats
+        values.update({"frugal_shadow_scored_total": c.scored, "frugal_shadow_failed_total": c.failed,
+                       "frugal_shadow_dropped_total": c.expired})
     events = rt.peek("eventlog")
     if events is not None:
         e = events.stats()

@@ -45,19 +45,13 @@ class Settings(BaseSettings):
     prediction_cache_ttl_s: float = Field(default=300.0, gt=0)
 
     # Routing
-    shadow_executor: Literal["process", "thread"] = Field(
-        default="process", description="Where shadow scoring runs: scorer processes of each web worker's own, or its threads")
-    shadow_processes: int = Field(default=1, ge=1, le=16, description="Scorer processes per web worker (process executor)")
-    shadow_nice: int = Field(default=19, ge=0, le=19, description="CPU niceness added to scorer processes")
-    shadow_sched_idle: bool = Field(default=True, description="Run scorer processes under Linux's SCHED_IDLE policy")
-    shadow_workers: int = Field(default=2, ge=1, le=64, description="Shadow threads per web worker (thread executor)")
-    shadow_queue_size: int = Field(default=1_000, ge=1)
-    shadow_drain_s: float = Field(default=15.0, gt=0, le=300,
-                                  description="On shutdown, how long a web worker waits for its scorers to score what they were sent")
-    shadow_defer_ms: float = Field(default=20.0, ge=0, le=10_000,
-                                   description="How long a shadow run waits for a moment with no request in flight")
     challenger_deadline_ms: float = Field(default=250.0, gt=0)
     ruleset_ttl_s: float = Field(default=1.0, ge=0, description="How long a web worker caches experiment definitions")
+
+    # Shadow scoring (scorer workers: frugal scorer)
+    shadow_batch_size: int = Field(default=256, ge=1, le=10_000, description="Shadow jobs a scorer claims per transaction")
+    shadow_max_age_s: float = Field(default=3600.0, gt=0, description="Shadow jobs older than this are dropped and counted, not scored")
+    scorer_poll_s: float = Field(default=0.2, gt=0, le=60, description="How long an idle scorer waits before looking for jobs again")
 
     metrics_interval_s: float = Field(default=5.0, gt=0, le=3600,
                                       description="How often each process publishes its counters for /v1/metrics")

@@ -21,13 +21,21 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 @requires("read")
 def metrics():
     """Counters of every web worker and shadow scorer on this data directory, added up: predictions,
-    fallbacks, shadow rows submitted / completed / failed / dropped, the event log's recorded /
-    written / spooled / replayed / dead-lettered events and its queue, and the prediction cache.
-    Processes publish every FRUGAL_METRICS_INTERVAL_S; this one's own counters are current."""
+    fallbacks, shadow jobs sampled / scored / failed / dropped and the backlog waiting in the
+    database, the event log's recorded / written / spooled / replayed / dead-lettered events and
+    its queue, and the prediction cache.  Processes publish every FRUGAL_METRICS_INTERVAL_S; this
+    one's own counters are current."""
+    from service.errors import ServiceUnavailable
     from service.metrics import collect, exposition, publisher
+    from service.scorer import backlog
 
     rt = runtime()
     own = publisher(rt)
     own.publish()
     totals, live = collect(rt.settings.data_dir / "metrics")
+    try:
+        with rt.db.unit_of_work() as session:
+            totals["frugal_shadow_backlog"] = backlog(session)
+    except ServiceUnavailable:
+        pass  # the database is down: the other counters still answer
     return Response(exposition(totals, live), mimetype=None, content_type=PROMETHEUS_TEXT)

@@ -73,10 +73,9 @@ def run_demo(port: int = 8000) -> int:
         shutil.rmtree(data_dir)  # a fresh database and broker each run; the trained models are cached beside it
     (data_dir / "logs").mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRUGAL_")}
-    # The replay runs flat out on a small host, faster than idle-priority shadow scoring keeps up with:
-    # a queue that holds all of it lets the scorers finish after the replay instead of dropping samples.
+    # `frugal worker` on the embedded default also runs a shadow scorer: demo-shadow's rows get scored there.
     env.update({"FRUGAL_DATA_DIR": str(data_dir), "FRUGAL_LOG_LEVEL": "WARNING", "FRUGAL_ANALYSIS_INTERVAL_S": "3600",
-                "FRUGAL_SHADOW_QUEUE_SIZE": str(2 * DEMO_REQUESTS), "FRUGAL_METRICS_INTERVAL_S": "0.5"})
+                "FRUGAL_METRICS_INTERVAL_S": "0.5"})
     settings = load_settings({k: v for k, v in env.items() if k.startswith("FRUGAL_")})
 
     _say("training or loading the demo models (scikit-learn's bundled breast-cancer data set) ...")
@@ -98,7 +97,7 @@ def run_demo(port: int = 8000) -> int:
                             "--bind", f"127.0.0.1:{port}", "--workers", "2", "service.app:create_app()"])
         stack.start("worker", [sys.executable, "-m", "service.cli", "worker", "--concurrency", "1"])
         _wait_healthy(url)
-        _say(f"service up at {url} (API docs: {url}/docs); worker started on the embedded broker")
+        _say(f"service up at {url} (API docs: {url}/docs); worker and shadow scorer started on the embedded broker")
 
         refs = {}
         for model in (champion, challenger):
@@ -204,15 +203,18 @@ def _wait_healthy(url: str, timeout: float = 60) -> None:
 
 
 def _wait_for_shadow_scoring(url: str, headers, timeout: float = 60) -> None:
-    """Until every shadow row sent for scoring is scored (or failed, or dropped), from /v1/metrics."""
+    """Until every shadow job sampled is written and scored (or failed, or dropped), from /v1/metrics."""
     deadline = time.monotonic() + timeout
     while True:
         text = requests.get(f"{url}/v1/metrics", headers=headers, timeout=10).text
-        m = {k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("frugal_shadow_"))}
-        settled = m["frugal_shadow_completed_total"] + m["frugal_shadow_failed_total"] + m["frugal_shadow_dropped_total"]
-        if settled >= m["frugal_shadow_submitted_total"] or time.monotonic() > deadline:
-            _say(f"shadow scoring: {m['frugal_shadow_completed_total']:.0f} of {m['frugal_shadow_submitted_total']:.0f} "
-                 f"rows scored, {m['frugal_shadow_dropped_total']:.0f} dropped, {m['frugal_shadow_failed_total']:.0f} failed")
+        m = {k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines()
+                                      if line.startswith(("frugal_shadow_", "frugal_eventlog_queued")))}
+        settled = m["frugal_shadow_scored_total"] + m["frugal_shadow_failed_total"] + m["frugal_shadow_dropped_total"]
+        done = (settled >= m["frugal_shadow_sampled_total"] and m["frugal_shadow_backlog"] == 0
+                and m["frugal_eventlog_queued"] == 0)
+        if done or time.monotonic() > deadline:
+            _say(f"shadow scoring: {m['frugal_shadow_scored_total']:.0f} of {m['frugal_shadow_sampled_total']:.0f} "
+                 f"samples scored, {m['frugal_shadow_dropped_total']:.0f} dropped, {m['frugal_shadow_failed_total']:.0f} failed")
             return
         time.sleep(0.3)
 

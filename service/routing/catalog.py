@@ -160,6 +160,10 @@ class Catalog:
         self._fresh()
         return self._by_name.get(name)
 
+    def by_id(self, experiment_id: int) -> CompiledExperiment | None:
+        self._fresh()
+        return next((e for e in self._by_name.values() if e.id == experiment_id), None)
+
     def ruleset(self) -> tuple[str, list[dict[str, Any]]]:
         self._fresh()
         return self._version, [e.to_wire() for e in self._by_name.values()]

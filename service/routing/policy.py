@@ -1,7 +1,7 @@
 """Run a policy (one model, or a cascade) on rows, and turn an answer into an event-log row.
 
-Shared by the router (request path) and the shadow scorers (a background thread, or a process of
-their own), so a shadow row is built exactly like a served one.
+Shared by the router (request path) and the shadow scorers (service/scorer.py), so a challenger's
+shadow row is built, timed and costed exactly like a served one.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 - A/B: the unit's arm answers.  A challenger that errors or overruns its deadline is answered by
   the champion, and the event records why (``fallback_reason``).
-- Shadow: the champion answers; the challenger scores the same rows off the request path, in a
-  scorer process or on a background thread (service.routing.shadow).  A full queue drops the
-  shadow sample and counts it.
+- Shadow: the champion answers; a sampled row also adds a shadow job to the event log, written
+  with the served row, and scorer workers score the challenger from the database
+  (service/scorer.py).  Nothing else happens on the web host.
 - Cascade: the cheap model answers unless its confidence is below the threshold; the event records
   which model answered (``answered_by``).
 - Not running (draft, paused, stopped, promoted, rolled back): the served arm answers, no exposure.
@@ -26,10 +26,10 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from service.errors import FrugalError, NotFound
+from service.eventlog import PredictionEvent, ShadowJobEvent
 from service.routing.assignment import assign
 from service.routing.catalog import Catalog, CompiledExperiment, PolicySpec
 from service.routing.policy import RunModel, Scored, prediction_event, run_policy
-from service.routing.shadow import ShadowJob, make_shadow
 from service.settings import Settings
 
 log = logging.getLogger("frugal.router")
@@ -61,43 +61,35 @@ class Answer:
 class RouterStats:
     predictions: int = 0
     fallbacks: int = 0
-    shadow_submitted: int = 0
-    shadow_completed: int = 0
-    shadow_failed: int = 0
-    shadow_dropped: int = 0
+    shadow_sampled: int = 0       # shadow jobs handed to the event log for the scorers
     events_dropped: int = 0
 
 
 TRUST_AFTER = 200   # consecutive fast isolated runs before a challenger runs inline
 FAST_SHARE = 0.25   # "fast": within this share of the deadline
+CHALLENGER_THREADS = 2   # threads that run isolated A/B challengers under their deadline
 
 
 class Router:
     """Routes rows for one experiment.  One per process (see service.routing.runtime)."""
 
-    def __init__(self, catalog: Catalog, settings: Settings, run_model: RunModel, record: Callable[[dict[str, Any]], bool]) -> None:
+    def __init__(self, catalog: Catalog, settings: Settings, run_model: RunModel,
+                 record: Callable[[list[PredictionEvent | ShadowJobEvent]], bool]) -> None:
         self._catalog = catalog
         self._settings = settings
         self._run_model = run_model          # (spec, rows, use_cache) -> (outputs, inference_ms total, cache_hits)
-        self._record = record                # event dict -> accepted?
-        self._challenger_pool = ThreadPoolExecutor(max_workers=max(2, settings.shadow_workers), thread_name_prefix="frugal-challenger")
-        self.shadow = make_shadow(settings, run_model, self._safe_record, lambda: self._inflight)
+        self._record = record                # one request's events (EventLog.record_many) -> accepted?
+        self._challenger_pool = ThreadPoolExecutor(max_workers=CHALLENGER_THREADS, thread_name_prefix="frugal-challenger")
         self._stats = RouterStats()
         self._stats_lock = threading.Lock()
         self._trust: dict[int, int] = {}      # challenger model id -> consecutive fast isolated runs
-        self._inflight = 0                    # requests in predict() now: thread-executor shadow work waits for a gap
-        self._track_inflight = settings.shadow_executor == "thread"   # nothing else reads the count
-        self._inflight_lock = threading.Lock()
         self._id_pid = -1
 
     @property
     def stats(self) -> RouterStats:
-        """A snapshot of this process's counters, shadow scoring's included."""
-        shadow = self.shadow.counts()
+        """A snapshot of this process's counters."""
         with self._stats_lock:
-            return replace(self._stats, shadow_submitted=shadow.submitted, shadow_completed=shadow.completed,
-                           shadow_failed=shadow.failed, shadow_dropped=shadow.dropped,
-                           events_dropped=self._stats.events_dropped + shadow.events_dropped)
+            return replace(self._stats)
 
     def _new_request_id(self) -> str:
         """A unique 32-hex id: a random per-process prefix and a counter (os.urandom per request
@@ -109,17 +101,6 @@ class Router:
     # -- public ---------------------------------------------------------------------------------
     def predict(self, experiment: str, items: list[tuple[str, Any, str | None]], started: float | None = None) -> list[Answer]:
         """Answer ``items`` = [(unit_id, features, request_id or None)] for one experiment."""
-        if not self._track_inflight:
-            return self._predict(experiment, items, started)
-        with self._inflight_lock:
-            self._inflight += 1
-        try:
-            return self._predict(experiment, items, started)
-        finally:
-            with self._inflight_lock:
-                self._inflight -= 1
-
-    def _predict(self, experiment: str, items: list[tuple[str, Any, str | None]], started: float | None) -> list[Answer]:
         started = started or time.perf_counter()
         config = self._catalog.get(experiment)
         if config is None:
@@ -128,7 +109,7 @@ class Router:
         arms, in_exp = self._assign(config, items, request_ids)
 
         answers: list[Answer | None] = [None] * len(items)
-        pending_events: list[dict[str, Any]] = []
+        events: list[PredictionEvent | ShadowJobEvent] = []
         groups: dict[str, list[int]] = {}
         for i, arm in enumerate(arms):
             serving = arm if config.mode == "ab" else "champion"
@@ -149,32 +130,31 @@ class Router:
 
         now = datetime.now(timezone.utc)
         latency_ms = (time.perf_counter() - started) * 1000.0
-        shadow_rows: list[int] = []
+        sampled = 0
         for i, (unit_id, features, _) in enumerate(items):
             scored, reason = results[i]
             arm = arms[i] if config.mode == "ab" else "champion"
             policy = config.policy(arm)
             answers[i] = Answer(request_ids[i], config.name, arm, in_exp[i], policy.primary.ref, scored.answered_by.ref,
                                 scored.prediction, scored.confidence, latency_ms, reason)
-            pending_events.append(prediction_event(
+            events.append(PredictionEvent(**prediction_event(
                 experiment_id=config.id, phase=config.phase, request_id=request_ids[i], unit_id=unit_id, arm=arm,
-                in_experiment=in_exp[i], served=True, policy=policy, scored=scored, latency_ms=latency_ms, reason=reason, now=now))
+                in_experiment=in_exp[i], served=True, policy=policy, scored=scored, latency_ms=latency_ms, reason=reason, now=now)))
             if config.mode == "shadow" and in_exp[i] and config.state == "running" and random.random() < config.shadow_sample:
-                shadow_rows.append(i)
-        for event in pending_events:
-            self._accept(event)
-        if shadow_rows:
-            self.shadow.submit(ShadowJob(config.id, config.phase, config.challenger, config.cache_challenger,
-                                         [(request_ids[i], items[i][0], items[i][1],
-                                           max(latency_ms - results[i][0].inference_ms, 0.0)) for i in shadow_rows]))
+                # right after its served row: the event log commits the two together
+                events.append(ShadowJobEvent(request_ids[i], config.id, config.phase, unit_id[:256], features,
+                                             max(latency_ms - scored.inference_ms, 0.0), now))
+                sampled += 1
+        accepted = self._safe_record(events)
         with self._stats_lock:
+            self._stats.shadow_sampled += sampled if accepted else 0
+            self._stats.events_dropped += 0 if accepted else len(events)
             self._stats.predictions += len(items)
             self._stats.fallbacks += sum(1 for a in answers if a.fallback_reason)
         return answers  # type: ignore[return-value]
 
     def close(self) -> None:
         self._challenger_pool.shutdown(wait=False, cancel_futures=True)
-        self.shadow.close()
 
     # -- assignment -----------------------------------------------------------------------------
     def _assign(self, config: CompiledExperiment, items, request_ids) -> tuple[list[str], list[bool]]:
@@ -244,14 +224,9 @@ class Router:
         return self._run_policy(config.champion, rows, config.cache_champion), reason
 
     # -- events ---------------------------------------------------------------------------------
-    def _safe_record(self, event: dict[str, Any]) -> bool:
+    def _safe_record(self, events: list[PredictionEvent | ShadowJobEvent]) -> bool:
         try:
-            return bool(self._record(event))
+            return bool(self._record(events))
         except Exception:  # logging never fails a prediction
-            log.exception("event log refused an event")
+            log.exception("event log refused %d events", len(events))
             return False
-
-    def _accept(self, event: dict[str, Any]) -> None:
-        if not self._safe_record(event):
-            with self._stats_lock:
-                self._stats.events_dropped += 1

@@ -49,10 +49,9 @@ def model_runner(rt: Runtime):
 
 def router(rt: Runtime) -> Router:
     def build() -> Router:
-        from service.eventlog import PredictionEvent, event_log
+        from service.eventlog import event_log
 
-        log = event_log(rt)
-        r = Router(catalog(rt), rt.settings, model_runner(rt), lambda event: log.record(PredictionEvent(**event)))
+        r = Router(catalog(rt), rt.settings, model_runner(rt), event_log(rt).record_many)
         rt.on_close(r.close)
         return r
 

@@ -4,6 +4,7 @@ Predictions are unique by (request_id, model_id): a replayed spool file or an SD
 nothing twice.  On Postgres a batch is COPYed into a per-connection staging table and moved with
 ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` (one round trip for the data); on SQLite it is one
 ``INSERT OR IGNORE`` executemany.  Writers hold the ingest lock (see store/rollups.py).
+Shadow jobs are unique by request_id, the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from service.store.rollups import hold_ingest_lock_shared
-from service.store.tables import Outcome, Prediction
+from service.store.tables import Outcome, Prediction, ShadowJob
 
 PREDICTION_COLUMNS = ("request_id", "experiment_id", "phase", "arm", "unit_id", "model_id", "served", "in_experiment",
                       "answered_by_id", "latency_ms", "inference_ms", "prediction", "label", "confidence", "cost",
@@ -82,6 +83,22 @@ def _csv(value: Any) -> str:
         return repr(value)
     text = value.isoformat() if hasattr(value, "isoformat") else str(value)
     return '"' + text.replace('"', '""') + '"'
+
+
+SHADOW_JOB_COLUMNS = ("request_id", "experiment_id", "phase", "unit_id", "features", "overhead_ms", "created_at")
+
+
+def insert_shadow_jobs(session: Session, events: Sequence[Any]) -> int:
+    """Queue shadow jobs for the scorers, skipping request ids already queued; returns how many were new."""
+    if not events:
+        return 0
+    if _dialect(session) == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    result = session.connection().execute(insert(ShadowJob.__table__).on_conflict_do_nothing(index_elements=["request_id"]),
+                                          [{c: getattr(e, c) for c in SHADOW_JOB_COLUMNS} for e in events])
+    return _rowcount(result, len(events))
 
 
 def insert_outcomes(session: Session, events: Sequence[Any]) -> list[str]:

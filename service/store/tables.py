@@ -197,6 +197,45 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
+class ShadowJob(Base):
+    """A shadow request's row waiting for the challenger: written by the web tier's event log in the
+    same transaction as the served row, scored and deleted by a scorer (service/scorer.py).
+
+    ``request_id`` is unique, so a replayed spool file queues nothing twice; ``overhead_ms`` is the
+    request's latency minus the champion's inference (the part of serving that does not depend on
+    the model), so the challenger's latency estimate is overhead + its own inference.
+    """
+
+    __tablename__ = "shadow_jobs"
+    __table_args__ = (sa.Index("ix_shadow_jobs_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    experiment_id: Mapped[int] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"))
+    phase: Mapped[int] = mapped_column(sa.Integer)
+    unit_id: Mapped[str] = mapped_column(sa.String(256))
+    features: Mapped[Any] = mapped_column(JSONType)
+    overhead_ms: Mapped[float] = mapped_column(sa.Float)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+SHADOW_DROP_REASONS = ("expired", "failed")
+
+
+class ShadowDrop(Base):
+    """Shadow samples that never got a challenger row, counted per experiment, phase and reason:
+    ``expired`` (waited longer than FRUGAL_SHADOW_MAX_AGE_S for a scorer) or ``failed`` (the
+    challenger raised).  The analysis and the report quote them."""
+
+    __tablename__ = "shadow_drops"
+    __table_args__ = (sa.CheckConstraint(_in("reason", SHADOW_DROP_REASONS), name="reason"),)
+
+    experiment_id: Mapped[int] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
+    phase: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    reason: Mapped[str] = mapped_column(sa.String(10), primary_key=True)
+    count: Mapped[int] = mapped_column(sa.BigInteger)
+
+
 class Outcome(Base):
     """A late label or conversion, joined to predictions by ``request_id``."""
 

@@ -19,9 +19,10 @@ def test_defaults_are_the_embedded_sqlite_database_and_broker(tmp_path):
         ("FRUGAL_MAX_REQUEST_BYTES", "10"),
         ("FRUGAL_DATABASE_URL", "mysql://x"),
         ("FRUGAL_REPORT_TIMEZONE", "Mars/Olympus"),
-        ("FRUGAL_SHADOW_WORKERS", "0"),
-        ("FRUGAL_SHADOW_DRAIN_S", "0"),
-        ("FRUGAL_SHADOW_DRAIN_S", "soon"),
+        ("FRUGAL_SHADOW_BATCH_SIZE", "0"),
+        ("FRUGAL_SHADOW_MAX_AGE_S", "0"),
+        ("FRUGAL_SHADOW_MAX_AGE_S", "soon"),
+        ("FRUGAL_SCORER_POLL_S", "-1"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(variable, value, tmp_path):

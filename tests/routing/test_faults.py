@@ -1,9 +1,9 @@
 """A failing or slow challenger never fails, or slows, a user's request.
 
-The real router, catalog, onnxruntime sessions and event log run against Postgres; the only thing
-added is a fault on the challenger's model runner: it raises, or it sleeps well past the deadline.
-Shadow scoring runs on the thread executor here, where the fault reaches it; the scorer-process
-executor (the default) is tested with real faults in test_shadow_process.py.
+The real router, catalog, onnxruntime sessions, event log and shadow scorer run against Postgres;
+the only thing added is a fault on the challenger's model runner: it raises, or it sleeps well past
+the deadline.  In shadow mode the web side never runs the challenger at all: the fault reaches the
+scorer, which counts the failures per experiment.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ SLEEP_S = 0.4
 def rig(fresh_pg, data_dir, demo_models):
     from service import experiments, registry
     from service.definition import ExperimentDefinition
-    from service.eventlog import PredictionEvent, event_log
+    from service.eventlog import event_log
     from service.routing.router import Router
     from service.routing.runtime import catalog, model_runner
     from service.runtime import Runtime
     from tests.conftest import make_settings
 
-    rt = Runtime(make_settings(data_dir, database_url=fresh_pg, shadow_executor="thread", shadow_workers=2, shadow_queue_size=1000))
+    rt = Runtime(make_settings(data_dir, database_url=fresh_pg))
     roles = {m.role: m for m in demo_models.values() if getattr(m, "role", None)}
     refs = {role: registry.register(rt.db, rt.settings, m.path.read_bytes(), name=m.name, version=m.version, task=m.task)
             for role, m in roles.items() if role in ("champion", "challenger")}
@@ -49,14 +49,14 @@ def rig(fresh_pg, data_dir, demo_models):
         return real(spec, rows, use_cache)
 
     log = event_log(rt)
-    router = Router(catalog(rt), rt.settings, run, lambda event: log.record(PredictionEvent(**event)))
+    router = Router(catalog(rt), rt.settings, run, log.record_many)
     features = [0.5] * len(roles["champion"].feature_names)
     # Load the experiments and both onnxruntime sessions before any request is timed: the latency
     # bounds below are about the challenger's faults, not a cold start (one took 445 ms on a busy host).
     config = catalog(rt).get("shadow")
     for spec in (config.champion.primary, config.challenger.primary):
         real(spec, [features], False)
-    yield {"rt": rt, "router": router, "fault": fault, "refs": refs, "features": features, "log": log}
+    yield {"rt": rt, "router": router, "fault": fault, "refs": refs, "features": features, "log": log, "run": run}
     router.close()
     rt.close()
 
@@ -78,25 +78,35 @@ def _predict(rig, experiment: str, n: int, prefix: str):
 
 @pytest.mark.parametrize("fault", ["raise", "sleep"])
 def test_shadow_challenger_faults_never_reach_the_caller(rig, fault):
+    from service.scorer import DropReason, Scorer, dropped
+
     rig["fault"]["kind"] = fault
     champion = rig["refs"]["champion"].ref
-    answers = _predict(rig, "shadow", 20, f"shadow-{fault}")
+    n = 10
+    answers = _predict(rig, "shadow", n, f"shadow-{fault}")
     assert all(a.arm == "champion" and a.served_by == champion and a.fallback_reason is None for a in answers)
-    # the champion does not wait for the shadow challenger (which takes SLEEP_S per batch)
+    # the champion does not wait for the shadow challenger (which takes SLEEP_S a run)
     assert _slower_than_the_fault(answers) <= 1, sorted(a.latency_ms for a in answers)
 
-    rig["router"].close()  # waits for the shadow executor to finish what it accepted
     assert rig["log"].flush(timeout=30)
-    stats = rig["router"].stats
-    served = _rows(rig["rt"], f"request_id LIKE 'shadow-{fault}-%' AND served")
+    assert len(_rows(rig["rt"], f"request_id LIKE 'shadow-{fault}-%' AND served")) == n
+    scorer = Scorer(rig["rt"], rig["run"])
+    while scorer.score_batch().claimed:
+        pass
     shadow = _rows(rig["rt"], f"request_id LIKE 'shadow-{fault}-%' AND NOT served")
-    assert len(served) == 20
+    with rig["rt"].db.unit_of_work() as session:
+        drops = dropped(session, _experiment_id(rig, "shadow"))
     if fault == "raise":
-        assert stats.shadow_failed == 20 and shadow == []
+        assert scorer.stats.failed == n and shadow == [] and drops == {DropReason.FAILED: n}
     else:
-        assert stats.shadow_completed + stats.shadow_dropped == 20 and stats.shadow_completed > 0
-        assert len(shadow) == stats.shadow_completed
+        assert scorer.stats.scored == n and len(shadow) == n and drops == {}
         assert {r.arm for r in shadow} == {"challenger"}
+
+
+def _experiment_id(rig, name: str) -> int:
+    from service.routing.runtime import catalog
+
+    return catalog(rig["rt"]).get(name).id
 
 
 @pytest.mark.parametrize("fault, reason", [("raise", "challenger_error"), ("sleep", "challenger_timeout")])
@@ -138,24 +148,3 @@ def test_a_trusted_inline_challenger_that_turns_slow_is_isolated_again_after_one
     waited = [a for a in slow if a.latency_ms >= SLEEP_S * 1000]
     assert len(waited) == 1  # only the inline run that overran; the rest were cut at the deadline
     assert rig["router"]._trust[challenger_id] == 0
-
-
-def test_shadow_scoring_waits_for_a_moment_with_no_request_in_flight(rig):
-    """Shadow runs yield to requests (they share one interpreter lock): while a request is in flight a
-    shadow run waits, up to shadow_defer_ms, then runs anyway."""
-    router = rig["router"]
-    router.shadow.defer_s = 60.0
-    with router._inflight_lock:
-        router._inflight += 1  # a request that stays in flight
-    try:
-        _predict(rig, "shadow", 3, "defer")
-        time.sleep(0.5)
-        assert router.stats.shadow_completed == 0 and router.stats.shadow_submitted == 3
-    finally:
-        with router._inflight_lock:
-            router._inflight -= 1
-    deadline = time.monotonic() + 10
-    while router.stats.shadow_completed < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert router.stats.shadow_completed == 3
-    assert router._inflight == 0  # predict() always leaves the count as it found it

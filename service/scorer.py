@@ -1,0 +1,185 @@
+"""Shadow scorers: score the challenger on what the champion answered, off the web tier.
+
+A sampled shadow request leaves a ``shadow_jobs`` row, written by the web worker's event log in the
+same transaction as the served prediction row.  A scorer (``frugal scorer``; on the embedded
+default ``frugal worker`` starts one) repeats, in one transaction:
+
+1. delete the jobs older than ``FRUGAL_SHADOW_MAX_AGE_S`` and count them per experiment and phase
+   in ``shadow_drops`` (reason ``expired``): the backlog is bounded by age, never silently;
+2. claim up to ``FRUGAL_SHADOW_BATCH_SIZE`` jobs, oldest first: ``DELETE ... WHERE id IN (SELECT
+   ... FOR UPDATE SKIP LOCKED) RETURNING`` on Postgres, so scorers on any number of hosts never
+   claim the same job (on SQLite the delete takes the database's write lock: one scorer at a time);
+3. score each job as the request it shadows would have been served: one run of one row, through
+   ``run_policy`` and ``prediction_event``, the code that builds served rows, so the challenger's
+   inference time (``session.run`` wall time, the champion's clock) and cost
+   (``service.registry.prediction_cost``) are measured the same way;
+4. insert the challenger's prediction rows (idempotent on (request_id, model_id)) and commit.
+
+A scorer that dies anywhere before the commit leaves its jobs in the table (the transaction rolls
+back) for the next claim; one that commits has written every row.  SIGTERM stops it after the
+batch in hand, which takes milliseconds: there is nothing to drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from service.errors import ServiceUnavailable
+from service.eventlog import PredictionEvent
+from service.routing.policy import RunModel, prediction_event, run_policy
+from service.runtime import Runtime
+from service.store.events import insert_predictions
+from service.store.tables import ShadowDrop, ShadowJob
+
+log = logging.getLogger("frugal.scorer")
+
+EXPIRE_AT_ONCE = 10_000   # expired jobs deleted per transaction
+RETRY_AFTER_S = 1.0       # wait after a database outage or an unexpected error
+
+
+class DropReason(StrEnum):
+    EXPIRED = "expired"   # waited longer than FRUGAL_SHADOW_MAX_AGE_S
+    FAILED = "failed"     # the challenger raised on the job's features
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    claimed: int
+    scored: int
+    failed: int
+    expired: int
+
+
+@dataclass(frozen=True)
+class ScorerStats:
+    batches: int = 0
+    scored: int = 0
+    failed: int = 0
+    expired: int = 0
+
+
+class Scorer:
+    """One scorer loop, with its own onnxruntime sessions (one per process: see ``scorer()``)."""
+
+    def __init__(self, rt: Runtime, run_model: RunModel | None = None) -> None:
+        from service.routing.runtime import catalog, model_runner
+
+        self._rt = rt
+        self._settings = rt.settings
+        self._catalog = catalog(rt)
+        self._run_model = run_model or model_runner(rt)   # the web workers' runner: same sessions, clock, cache
+        self._stats = ScorerStats()
+        self._lock = threading.Lock()
+
+    @property
+    def stats(self) -> ScorerStats:
+        with self._lock:
+            return self._stats
+
+    def score_batch(self) -> BatchResult:
+        """One transaction: expire, claim, score, write, delete."""
+        with self._rt.db.unit_of_work() as session:
+            expired = self._claim(session, ShadowJob.created_at < datetime.now(timezone.utc) - timedelta(
+                seconds=self._settings.shadow_max_age_s), EXPIRE_AT_ONCE, (ShadowJob.experiment_id, ShadowJob.phase))
+            jobs = self._claim(session, sa.true(), self._settings.shadow_batch_size, tuple(ShadowJob.__table__.c))
+            events, failed = [], Counter()
+            for job in jobs:
+                event = self._score(job)
+                if event is None:
+                    failed[(job.experiment_id, job.phase)] += 1
+                else:
+                    events.append(event)
+            insert_predictions(session, events)
+            _count_drops(session, Counter((e, p) for e, p in expired), DropReason.EXPIRED)
+            _count_drops(session, failed, DropReason.FAILED)
+        result = BatchResult(len(jobs), len(events), sum(failed.values()), len(expired))
+        with self._lock:
+            s = self._stats
+            self._stats = replace(s, batches=s.batches + 1, scored=s.scored + result.scored,
+                                  failed=s.failed + result.failed, expired=s.expired + result.expired)
+        return result
+
+    def run(self, stop: threading.Event) -> None:
+        """Score until ``stop`` is set; an idle scorer looks again every FRUGAL_SCORER_POLL_S."""
+        while not stop.is_set():
+            try:
+                result = self.score_batch()
+            except ServiceUnavailable as exc:
+                log.warning("shadow scorer: %s", exc)
+                stop.wait(RETRY_AFTER_S)
+                continue
+            except Exception:  # a scorer outlives any one bad batch; its jobs stay queued
+                log.exception("shadow scorer batch failed; its jobs stay queued")
+                stop.wait(RETRY_AFTER_S)
+                continue
+            if result.claimed < self._settings.shadow_batch_size:
+                stop.wait(self._settings.scorer_poll_s)
+
+    @staticmethod
+    def _claim(session: Session, where, limit: int, columns: tuple) -> list[sa.Row]:
+        """Delete (inside the open transaction) up to ``limit`` jobs no other scorer holds, oldest first."""
+        free = (sa.select(ShadowJob.id).where(where).order_by(ShadowJob.id).limit(limit)
+                .with_for_update(skip_locked=True))
+        return list(session.execute(sa.delete(ShadowJob).where(ShadowJob.id.in_(free)).returning(*columns)).all())
+
+    def _score(self, job: sa.Row) -> PredictionEvent | None:
+        """The challenger's row for one job, as serving that request would have produced it; None if it fails."""
+        config = self._catalog.by_id(job.experiment_id)
+        if config is None:  # created after this scorer's catalog was loaded
+            self._catalog.invalidate()
+            config = self._catalog.by_id(job.experiment_id)
+        try:
+            if config is None:
+                raise LookupError(f"no experiment {job.experiment_id}")
+            scored = run_policy(self._run_model, self._settings, config.challenger, [job.features], config.cache_challenger)[0]
+        except Exception as exc:  # counted per experiment in shadow_drops; never retried forever
+            log.warning("shadow challenger of experiment %s failed on request %s: %s: %s", job.experiment_id,
+                        job.request_id, type(exc).__name__, exc)
+            return None
+        return PredictionEvent(**prediction_event(
+            experiment_id=job.experiment_id, phase=job.phase, request_id=job.request_id, unit_id=job.unit_id,
+            arm="challenger", in_experiment=True, served=False, policy=config.challenger, scored=scored,
+            latency_ms=job.overhead_ms + scored.inference_ms, reason=None, now=job.created_at))
+
+
+def _count_drops(session: Session, counts: Counter, reason: DropReason) -> None:
+    if not counts:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(ShadowDrop).values([{"experiment_id": e, "phase": p, "reason": str(reason), "count": n}
+                                           for (e, p), n in sorted(counts.items())])
+    session.execute(statement.on_conflict_do_update(index_elements=["experiment_id", "phase", "reason"],
+                                                    set_={"count": ShadowDrop.count + statement.excluded["count"]}))
+
+
+def dropped(session: Session, experiment_id: int, phase: int | None = None) -> dict[DropReason, int]:
+    """Shadow samples of an experiment (one phase, or all) that got no challenger row, by reason."""
+    query = (sa.select(ShadowDrop.reason, sa.func.sum(ShadowDrop.count)).where(ShadowDrop.experiment_id == experiment_id)
+             .group_by(ShadowDrop.reason))
+    if phase is not None:
+        query = query.where(ShadowDrop.phase == phase)
+    return {DropReason(reason): int(n) for reason, n in session.execute(query).all()}
+
+
+def backlog(session: Session) -> int:
+    """Shadow jobs waiting for a scorer."""
+    return int(session.execute(sa.select(sa.func.count()).select_from(ShadowJob)).scalar_one())
+
+
+def scorer(rt: Runtime) -> Scorer:
+    """This process's scorer (its metrics are published with the process's other counters)."""
+    from service.metrics import publisher
+
+    publisher(rt)
+    return rt.lazy("scorer", lambda: Scorer(rt))
