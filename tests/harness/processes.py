@@ -96,3 +96,19 @@ class Worker(Process):
     def __init__(self, env: dict[str, str], log: Path, *, concurrency: int = 1, extra: list[str] | None = None) -> None:
         argv = [sys.executable, "-m", "service.cli", "worker", f"--concurrency={concurrency}", *(extra or [])]
         super().__init__(argv, env, log)
+
+
+class ScorerProcess(Process):
+    """A real shadow scorer process (``frugal scorer``)."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        super().__init__([sys.executable, "-m", "service.cli", "scorer"], env, log)
+
+    def scored(self) -> int:
+        """How many jobs it scored, from the line it prints when it stops."""
+        import re
+
+        found = re.findall(r"stopped: (\d+) scored", self.log_path.read_text(errors="replace"))
+        if not found:
+            raise AssertionError(f"the scorer did not report on stopping:\n{self.log()}")
+        return int(found[-1])

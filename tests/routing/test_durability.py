@@ -1,4 +1,6 @@
-"""The event log loses nothing: a database outage, and SIGTERM under load."""
+"""Nothing is lost and nothing is stored twice: a database outage, stopping the web server under
+load (SIGTERM, SIGKILL), a scorer killed mid-batch, two scorers on one queue.  Real gunicorn, real
+scorer processes (``frugal scorer``), real Postgres."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.harness.processes import WebServer, frugal_env
+from tests.harness.processes import ScorerProcess, WebServer, frugal_env
 from tests.routing.conftest import seed
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -66,40 +68,63 @@ def test_a_database_outage_loses_no_prediction_and_no_outcome(throwaway_pg, demo
         web.stop()
 
 
-@pytest.mark.parametrize("mode", ["ab", "shadow"])
-def test_sigterm_under_load_loses_nothing(pg_admin_url, demo_models, tmp_path, mode):
-    """In shadow mode the web workers' scorer processes also finish what they were sent: every
-    answered request has its challenger row too."""
+def _wait_until(predicate, timeout: float = 120, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _load(web: WebServer, s, stop: threading.Event, sent: list[str], worker: int) -> None:
+    with httpx.Client(base_url=web.url, timeout=10) as client:
+        i = 0
+        while not stop.is_set():
+            rid = f"term-{worker}-{i}"
+            try:
+                r = client.post("/v1/predict", headers=s.sdk, json={"experiment": s.experiment, "unit_id": rid,
+                                                                    "features": s.features, "request_id": rid})
+            except httpx.HTTPError:
+                break  # the server is going away
+            if r.status_code == 200:
+                sent.append(rid)
+            i += 1
+
+
+def _ids(url: str, where: str) -> list[str]:
+    from service.store.database import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.text(f"SELECT request_id FROM predictions WHERE {where}"))]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("mode, sig", [("ab", signal.SIGTERM), ("shadow", signal.SIGTERM), ("shadow", signal.SIGKILL)],
+                         ids=["ab-SIGTERM", "shadow-SIGTERM", "shadow-SIGKILL"])
+def test_stopping_the_web_server_under_load_loses_nothing(pg_admin_url, demo_models, tmp_path, mode, sig):
+    """A scorer runs beside the web server, as in production.  SIGTERM: every answered request is
+    stored, and in shadow mode has exactly one challenger row.  SIGKILL: the event log's memory
+    queue (at most FRUGAL_EVENT_FLUSH_INTERVAL_S of answers) dies with the process, but a shadow job
+    is committed with its served row, so every stored shadow request has exactly one challenger row."""
     from tests.harness import servers
 
     url = servers.create_database(pg_admin_url)
     data_dir = tmp_path / "data"
     s = seed(url, data_dir, demo_models, mode=mode, shadow_sample=1.0)
-    # a queue that cannot fill in 3 s: every shadow sample is accepted, so every one must be stored
-    web = WebServer(frugal_env(data_dir, url, FRUGAL_SHADOW_QUEUE_SIZE="100000"), tmp_path / "web.log", workers=2)
+    env = frugal_env(data_dir, url)
+    scorer = ScorerProcess(env, tmp_path / "scorer.log")
+    web = WebServer(env, tmp_path / "web.log", workers=2)
     sent: list[str] = []
     stop = threading.Event()
-
-    def load(worker: int) -> None:
-        with httpx.Client(base_url=web.url, timeout=10) as client:
-            i = 0
-            while not stop.is_set():
-                rid = f"term-{worker}-{i}"
-                try:
-                    r = client.post("/v1/predict", headers=s.sdk, json={"experiment": s.experiment, "unit_id": rid,
-                                                                        "features": s.features, "request_id": rid})
-                except httpx.HTTPError:
-                    break  # the server is going away
-                if r.status_code == 200:
-                    sent.append(rid)
-                i += 1
-
-    threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+    threads = [threading.Thread(target=_load, args=(web, s, stop, sent, w)) for w in range(4)]
     try:
         for t in threads:
             t.start()
         time.sleep(3)
-        web.signal(signal.SIGTERM)
+        web.signal(sig)
         t0 = time.monotonic()
         web.proc.wait(60)
         stopped_in = round(time.monotonic() - t0, 1)
@@ -107,12 +132,124 @@ def test_sigterm_under_load_loses_nothing(pg_admin_url, demo_models, tmp_path, m
         for t in threads:
             t.join(30)
         assert len(sent) > 100
-        stored = _count(url, "SELECT count(*) FROM predictions WHERE served")
-        assert stored == len(sent), (stored, len(sent))
-        shadow = _count(url, "SELECT count(*) FROM predictions WHERE NOT served")
-        spooled = sorted(str(p.relative_to(data_dir)) for p in (data_dir / "spool").rglob("*") if p.is_file())
-        assert shadow == (len(sent) if mode == "shadow" else 0), (shadow, len(sent), f"stopped in {stopped_in} s", spooled, web.log())
+        served = _ids(url, "served")
+        assert len(served) == len(set(served))
+        if sig == signal.SIGTERM:
+            assert sorted(served) == sorted(sent), (len(served), len(sent), f"stopped in {stopped_in} s", web.log())
+        else:
+            assert set(served) <= set(sent) and len(served) > 0
+        if mode == "shadow":
+            _wait_until(lambda: _count(url, "SELECT count(*) FROM shadow_jobs") == 0, what="the scorer to empty the queue")
+            challenger = _ids(url, "NOT served")
+            assert len(challenger) == len(set(challenger)), "a challenger row stored twice"
+            assert sorted(challenger) == sorted(served), (len(challenger), len(served), scorer.log())
+        else:
+            assert _count(url, "SELECT count(*) FROM predictions WHERE NOT served") == 0
+        assert _count(url, "SELECT count(*) FROM shadow_drops") == 0
     finally:
         stop.set()
         web.stop()
+        scorer.stop()
         servers.drop_database(pg_admin_url, url)
+
+
+def _queue_jobs(url: str, data_dir, s, n: int, check: bool = True) -> None:
+    """n shadow jobs, written the way a web worker writes them (the event log)."""
+    from datetime import datetime, timezone
+
+    from service.eventlog import EventLog, ShadowJobEvent
+    from service.routing.catalog import Catalog
+    from service.runtime import Runtime
+    from tests.conftest import make_settings
+
+    rt = Runtime(make_settings(data_dir, database_url=url))
+    config = Catalog(rt.db, rt.settings).get(s.experiment)
+    log = EventLog(rt.db, rt.settings)
+    now = datetime.now(timezone.utc)
+    log.record_many([ShadowJobEvent(f"job-{i}", config.id, config.phase, f"u{i}", s.features, 1.0, now) for i in range(n)])
+    assert log.flush(timeout=120)
+    log.close()
+    rt.close()
+    if check:
+        assert _count(url, "SELECT count(*) FROM shadow_jobs") == n
+
+
+def _locked_job_ids(url: str) -> set[int]:
+    """Jobs a scorer holds now (claimed by an open transaction): all jobs minus those SKIP LOCKED can see."""
+    from service.store.database import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            every = {r[0] for r in conn.execute(sa.text("SELECT id FROM shadow_jobs"))}
+            free = {r[0] for r in conn.execute(sa.text("SELECT id FROM shadow_jobs FOR UPDATE SKIP LOCKED"))}
+            conn.rollback()
+            return every - free
+    finally:
+        engine.dispose()
+
+
+def test_a_scorer_killed_mid_batch_leaves_its_jobs_to_be_scored_again(pg_admin_url, demo_models, tmp_path):
+    from tests.harness import servers
+
+    url = servers.create_database(pg_admin_url)
+    data_dir = tmp_path / "data"
+    s = seed(url, data_dir, demo_models, mode="shadow", shadow_sample=1.0)
+    n = 3000
+    _queue_jobs(url, data_dir, s, n)
+    env = frugal_env(data_dir, url, FRUGAL_SHADOW_BATCH_SIZE="500")
+    killed_mid_batch = 0
+    try:
+        for attempt in range(8):
+            scorer = ScorerProcess(env, tmp_path / f"scorer-{attempt}.log")
+            try:
+                held: set[int] = set()
+                _wait_until(lambda: bool(held.update(_locked_job_ids(url)) or held) or scorer.proc.poll() is not None,
+                            what="a scorer to claim a batch")
+                scorer.signal(signal.SIGKILL)
+                scorer.proc.wait(10)
+            finally:
+                scorer.stop()
+            left = _count(url, "SELECT count(*) FROM shadow_jobs")
+            rows = _count(url, "SELECT count(*) FROM predictions WHERE NOT served")
+            assert rows + left == n, (rows, left)   # every job is either scored (and deleted) or still queued
+            still_there = _count(url, f"SELECT count(*) FROM shadow_jobs WHERE id IN ({','.join(map(str, held))})") if held else 0
+            if still_there == len(held) and held:
+                killed_mid_batch += 1   # its claimed batch rolled back: the jobs are queued again
+            if killed_mid_batch >= 2 or left == 0:
+                break
+        assert killed_mid_batch >= 1, "no kill landed inside a batch"
+        last = ScorerProcess(env, tmp_path / "scorer-last.log")
+        try:
+            _wait_until(lambda: _count(url, "SELECT count(*) FROM shadow_jobs") == 0, what="the queue to empty")
+        finally:
+            last.stop()
+        assert _count(url, "SELECT count(*) FROM predictions WHERE NOT served") == n
+        assert _count(url, "SELECT count(DISTINCT request_id) FROM predictions WHERE NOT served") == n
+    finally:
+        servers.drop_database(pg_admin_url, url)
+
+
+def test_two_scorers_on_one_queue_never_score_a_job_twice(pg_admin_url, demo_models, tmp_path):
+    from tests.harness import servers
+
+    url = servers.create_database(pg_admin_url)
+    data_dir = tmp_path / "data"
+    s = seed(url, data_dir, demo_models, mode="shadow", shadow_sample=1.0)
+    n = 4000
+    env = frugal_env(data_dir, url, FRUGAL_SHADOW_BATCH_SIZE="50")
+    scorers = [ScorerProcess(env, tmp_path / f"scorer-{i}.log") for i in range(2)]
+    try:
+        # both polling before the first job arrives, so both take part however slowly either starts
+        _wait_until(lambda: all("started" in p.log_path.read_text(errors="replace") for p in scorers), what="both scorers")
+        _queue_jobs(url, data_dir, s, n, check=False)
+        _wait_until(lambda: _count(url, "SELECT count(*) FROM shadow_jobs") == 0, what="the queue to empty")
+    finally:
+        for p in scorers:
+            p.stop()
+    scored = [p.scored() for p in scorers]
+    assert sum(scored) == n, scored          # a job claimed by both would be counted twice
+    assert min(scored) > 0, scored           # both took part
+    assert _count(url, "SELECT count(*) FROM predictions WHERE NOT served") == n
+    assert _count(url, "SELECT count(DISTINCT request_id) FROM predictions WHERE NOT served") == n
+    servers.drop_database(pg_admin_url, url)

@@ -1,0 +1,132 @@
+"""Shadow jobs, in one process, on both backends: the router's event log writes a job with its
+served row, a scorer turns it into the challenger's row (built like a served one) and deletes it;
+old jobs are dropped and counted; replays queue and store nothing twice."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from tests.routing.conftest import seed
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def rig(request, data_dir, demo_models):
+    from service.eventlog import event_log
+    from service.routing.runtime import catalog, router
+    from service.runtime import Runtime
+    from tests.conftest import make_settings
+
+    url = request.getfixturevalue("fresh_pg" if request.param == "postgres" else "sqlite_url")
+    s = seed(url, data_dir, demo_models, mode="shadow", shadow_sample=1.0)
+    rt = Runtime(make_settings(data_dir, database_url=url, shadow_max_age_s=60))
+    config = catalog(rt).get(s.experiment)
+    yield {"rt": rt, "router": router(rt), "log": event_log(rt), "seeded": s, "config": config}
+    rt.close()
+
+
+def _rows(rt, sql: str) -> list:
+    with rt.db.engine.connect() as conn:
+        return conn.execute(sa.text(sql)).all()
+
+
+def _drain(scorer) -> int:
+    claimed = 0
+    while True:
+        result = scorer.score_batch()
+        claimed += result.claimed
+        if not result.claimed and not result.expired:
+            return claimed
+
+
+def test_a_shadow_request_queues_one_job_and_the_scorer_writes_the_challengers_row_like_a_served_one(rig):
+    from service.registry import prediction_cost
+    from service.scorer import Scorer
+
+    rt, s, config = rig["rt"], rig["seeded"], rig["config"]
+    answers = [rig["router"].predict(s.experiment, [(f"u{i}", s.features, f"job-{i}")])[0] for i in range(30)]
+    assert all(a.arm == "champion" for a in answers)
+    assert rig["log"].flush(timeout=30)
+    assert rig["router"].stats.shadow_sampled == 30
+    jobs = _rows(rt, "SELECT request_id, overhead_ms FROM shadow_jobs ORDER BY request_id")
+    assert sorted(j.request_id for j in jobs) == sorted(a.request_id for a in answers)
+    assert _rows(rt, "SELECT count(*) FROM predictions WHERE NOT served")[0][0] == 0   # nothing scored on the web side
+
+    scorer = Scorer(rt)
+    assert _drain(scorer) == 30 and scorer.stats.scored == 30
+    assert _rows(rt, "SELECT count(*) FROM shadow_jobs")[0][0] == 0
+    served = {r.request_id: r for r in _rows(rt, "SELECT * FROM predictions WHERE served")}
+    shadow = {r.request_id: r for r in _rows(rt, "SELECT * FROM predictions WHERE NOT served")}
+    assert set(shadow) == set(served) == {a.request_id for a in answers}
+    overhead = {j.request_id: j.overhead_ms for j in jobs}
+    for rid, row in shadow.items():
+        assert row.arm == "challenger" and row.model_id == config.challenger.primary.id and row.in_experiment
+        assert row.inference_ms > 0
+        assert row.latency_ms == pytest.approx(overhead[rid] + row.inference_ms)
+        # the shared cost function, on the challenger's own one-row run
+        assert row.cost == pytest.approx(prediction_cost(config.challenger.primary.cost_per_1k, row.inference_ms, rt.settings))
+        assert str(row.created_at)[:19] == str(served[rid].created_at)[:19]   # the request's time, not the scoring time
+        assert row.phase == served[rid].phase
+
+
+def test_jobs_older_than_the_bound_are_dropped_and_counted_for_the_experiment(rig):
+    from service.eventlog import ShadowJobEvent
+    from service.scorer import DropReason, Scorer, dropped
+
+    rt, s, config = rig["rt"], rig["seeded"], rig["config"]
+    old = datetime.now(timezone.utc) - timedelta(seconds=120)   # the bound is 60 s here
+    assert rig["log"].record_many([ShadowJobEvent(f"old-{i}", config.id, config.phase, "u", s.features, 1.0, old)
+                                   for i in range(7)])
+    rig["router"].predict(s.experiment, [("u", s.features, "fresh-1")])
+    assert rig["log"].flush(timeout=30)
+    scorer = Scorer(rt)
+    _drain(scorer)
+    assert scorer.stats.expired == 7 and scorer.stats.scored == 1
+    with rt.db.unit_of_work() as session:
+        assert dropped(session, config.id) == {DropReason.EXPIRED: 7}
+        assert dropped(session, config.id, config.phase + 1) == {}
+    assert [r.request_id for r in _rows(rt, "SELECT request_id FROM predictions WHERE NOT served")] == ["fresh-1"]
+    assert _rows(rt, "SELECT count(*) FROM shadow_jobs")[0][0] == 0
+    # counts add up across batches
+    assert rig["log"].record_many([ShadowJobEvent("old-again", config.id, config.phase, "u", s.features, 1.0, old)])
+    assert rig["log"].flush(timeout=30)
+    _drain(scorer)
+    with rt.db.unit_of_work() as session:
+        assert dropped(session, config.id) == {DropReason.EXPIRED: 8}
+
+
+def test_a_replayed_job_is_queued_once_and_a_rescored_one_stores_no_second_row(rig):
+    from service.eventlog import ShadowJobEvent
+    from service.scorer import Scorer
+
+    rt, s, config = rig["rt"], rig["seeded"], rig["config"]
+    job = ShadowJobEvent("replayed", config.id, config.phase, "u", s.features, 2.0, datetime.now(timezone.utc))
+    assert rig["log"].record_many([job]) and rig["log"].record_many([job])   # say, a spool file replayed twice
+    assert rig["log"].flush(timeout=30)
+    assert _rows(rt, "SELECT count(*) FROM shadow_jobs")[0][0] == 1
+    scorer = Scorer(rt)
+    _drain(scorer)
+    assert rig["log"].record_many([job]) and rig["log"].flush(timeout=30)   # replayed after it was scored
+    _drain(scorer)
+    assert scorer.stats.scored == 2
+    assert _rows(rt, "SELECT count(*) FROM predictions WHERE request_id = 'replayed'")[0][0] == 1
+
+
+def test_the_writer_never_separates_a_job_from_the_served_row_before_it(data_dir, sqlite_url):
+    """A batch boundary falls before a served row, never between it and its job: the two commit together."""
+    from service.eventlog import EventLog, OutcomeEvent, ShadowJobEvent
+    from service.runtime import Runtime
+    from tests.conftest import make_settings
+
+    rt = Runtime(make_settings(data_dir, database_url=sqlite_url, event_batch_size=2))
+    log = EventLog(rt.db, rt.settings)
+    now = datetime.now(timezone.utc)
+    outcome = OutcomeEvent("o", 1.0, now, now)
+    job = ShadowJobEvent("j", 1, 1, "u", [0.0], 0.0, now)
+    log._queue.extend([outcome, outcome, job, job, outcome])   # stand-ins: two rows, then a row's jobs
+    log._closed = True   # _take without waiting
+    assert [type(e).__name__ for e in log._take()] == ["OutcomeEvent", "OutcomeEvent", "ShadowJobEvent", "ShadowJobEvent"]
+    assert [type(e).__name__ for e in log._take()] == ["OutcomeEvent"]
+    rt.close()
