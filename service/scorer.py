@@ -27,27 +27,21 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from enum import StrEnum
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from service.errors import ServiceUnavailable
 from service.eventlog import PredictionEvent
 from service.routing.policy import RunModel, prediction_event, run_policy
 from service.runtime import Runtime
 from service.store.events import insert_predictions
-from service.store.tables import ShadowDrop, ShadowJob
+from service.store.shadow import DropReason, claim_jobs, count_drops
+from service.store.tables import ShadowJob
 
 log = logging.getLogger("frugal.scorer")
 
 EXPIRE_AT_ONCE = 10_000   # expired jobs deleted per transaction
 RETRY_AFTER_S = 1.0       # wait after a database outage or an unexpected error
-
-
-class DropReason(StrEnum):
-    EXPIRED = "expired"   # waited longer than FRUGAL_SHADOW_MAX_AGE_S
-    FAILED = "failed"     # the challenger raised on the job's features
 
 
 @dataclass(frozen=True)
@@ -87,9 +81,9 @@ class Scorer:
     def score_batch(self) -> BatchResult:
         """One transaction: expire, claim, score, write, delete."""
         with self._rt.db.unit_of_work() as session:
-            expired = self._claim(session, ShadowJob.created_at < datetime.now(timezone.utc) - timedelta(
+            expired = claim_jobs(session, ShadowJob.created_at < datetime.now(timezone.utc) - timedelta(
                 seconds=self._settings.shadow_max_age_s), EXPIRE_AT_ONCE, (ShadowJob.experiment_id, ShadowJob.phase))
-            jobs = self._claim(session, sa.true(), self._settings.shadow_batch_size, tuple(ShadowJob.__table__.c))
+            jobs = claim_jobs(session, sa.true(), self._settings.shadow_batch_size, tuple(ShadowJob.__table__.c))
             events, failed = [], Counter()
             for job in jobs:
                 event = self._score(job)
@@ -98,8 +92,8 @@ class Scorer:
                 else:
                     events.append(event)
             insert_predictions(session, events)
-            _count_drops(session, Counter((e, p) for e, p in expired), DropReason.EXPIRED)
-            _count_drops(session, failed, DropReason.FAILED)
+            count_drops(session, Counter((e, p) for e, p in expired), DropReason.EXPIRED)
+            count_drops(session, failed, DropReason.FAILED)
         result = BatchResult(len(jobs), len(events), sum(failed.values()), len(expired))
         with self._lock:
             s = self._stats
@@ -123,13 +117,6 @@ class Scorer:
             if result.claimed < self._settings.shadow_batch_size:
                 stop.wait(self._settings.scorer_poll_s)
 
-    @staticmethod
-    def _claim(session: Session, where, limit: int, columns: tuple) -> list[sa.Row]:
-        """Delete (inside the open transaction) up to ``limit`` jobs no other scorer holds, oldest first."""
-        free = (sa.select(ShadowJob.id).where(where).order_by(ShadowJob.id).limit(limit)
-                .with_for_update(skip_locked=True))
-        return list(session.execute(sa.delete(ShadowJob).where(ShadowJob.id.in_(free)).returning(*columns)).all())
-
     def _score(self, job: sa.Row) -> PredictionEvent | None:
         """The challenger's row for one job, as serving that request would have produced it; None if it fails."""
         config = self._catalog.by_id(job.experiment_id)
@@ -148,33 +135,6 @@ class Scorer:
             experiment_id=job.experiment_id, phase=job.phase, request_id=job.request_id, unit_id=job.unit_id,
             arm="challenger", in_experiment=True, served=False, policy=config.challenger, scored=scored,
             latency_ms=job.overhead_ms + scored.inference_ms, reason=None, now=job.created_at))
-
-
-def _count_drops(session: Session, counts: Counter, reason: DropReason) -> None:
-    if not counts:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(ShadowDrop).values([{"experiment_id": e, "phase": p, "reason": str(reason), "count": n}
-                                           for (e, p), n in sorted(counts.items())])
-    session.execute(statement.on_conflict_do_update(index_elements=["experiment_id", "phase", "reason"],
-                                                    set_={"count": ShadowDrop.count + statement.excluded["count"]}))
-
-
-def dropped(session: Session, experiment_id: int, phase: int | None = None) -> dict[DropReason, int]:
-    """Shadow samples of an experiment (one phase, or all) that got no challenger row, by reason."""
-    query = (sa.select(ShadowDrop.reason, sa.func.sum(ShadowDrop.count)).where(ShadowDrop.experiment_id == experiment_id)
-             .group_by(ShadowDrop.reason))
-    if phase is not None:
-        query = query.where(ShadowDrop.phase == phase)
-    return {DropReason(reason): int(n) for reason, n in session.execute(query).all()}
-
-
-def backlog(session: Session) -> int:
-    """Shadow jobs waiting for a scorer."""
-    return int(session.execute(sa.select(sa.func.count()).select_from(ShadowJob)).scalar_one())
 
 
 def scorer(rt: Runtime) -> Scorer:

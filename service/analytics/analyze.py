@@ -16,6 +16,7 @@ from analysis.decision import ArmData, DecisionConfig, ExperimentData, decide
 from analysis.sketch import LatencySketch
 from analysis.sufficient import Moments
 from service.errors import NotFound
+from service.store.shadow import DropReason, dropped
 from service.store import analyses as analysis_store
 from service.store import experiments as experiment_store
 from service.store import rollups as rollup_store
@@ -105,6 +106,8 @@ def analyze(db: Database, experiment_ref: str | int, slot: str) -> tuple[Analysi
         data, snapshot = experiment_data(session, record, looks)
         decision = decide(data, config)
         result = decision.to_dict()
+        if record.mode == "shadow":
+            result = _with_shadow_drops(result, dropped(session, record.id, record.current_phase))
         fraction = ((result.get("components") or {}).get("quality") or {}).get("information_fraction") or 0.0
         parameters = {**result.get("parameters", {}), "information_fraction": fraction}
         inputs = {"snapshot": snapshot, "decision_inputs": result.get("inputs", {})}
@@ -114,6 +117,17 @@ def analyze(db: Database, experiment_ref: str | int, slot: str) -> tuple[Analysi
             method=result.get("method", config.method), parameters=_jsonable(parameters), inputs=_jsonable(inputs),
             results=_jsonable(result), decision=result["decision"], explanation=result.get("explanation", ""), created_at=now)
         return stored, True
+
+
+def _with_shadow_drops(result: dict[str, Any], drops: dict[DropReason, int]) -> dict[str, Any]:
+    """Shadow samples of this phase the challenger never scored (service/scorer.py), stated with the decision."""
+    expired, failed = drops.get(DropReason.EXPIRED, 0), drops.get(DropReason.FAILED, 0)
+    result = {**result, "shadow": {"dropped": expired + failed, "expired": expired, "failed": failed}}
+    if expired + failed:
+        result["explanation"] = (f"{result.get('explanation', '')} {expired + failed:,} shadow samples dropped, not scored "
+                                 f"by the challenger ({expired:,} waited longer than the backlog bound, {failed:,} "
+                                 "challenger failures).").strip()
+    return result
 
 
 def _jsonable(value: Any) -> Any:

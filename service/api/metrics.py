@@ -27,7 +27,7 @@ def metrics():
     one's own counters are current."""
     from service.errors import ServiceUnavailable
     from service.metrics import collect, exposition, publisher
-    from service.scorer import backlog
+    from service.store.shadow import backlog
 
     rt = runtime()
     own = publisher(rt)

@@ -63,6 +63,7 @@ METRICS: dict[str, tuple[tuple[Any, ...], str]] = {
     **{f"health.coverage.{arm}": (("components", "health", "outcome_coverage", arm), "percent") for arm in ARMS},
     **{f"traffic.{arm}.{what}": (("inputs", "arms", arm, what), "count")
        for arm in ARMS for what in ("exposures", "predictions", "outcomes")},
+    **{f"shadow.{what}": (("shadow", what), "count") for what in ("dropped", "expired", "failed")},
 }
 DERIVED_KINDS = {"quality.threshold": "signed", "cost.champion_per_1k": "usd_small", "cost.challenger_per_1k": "usd_small",
                  "cost.monthly_volume": "count", "cost.monthly_savings": "usd", "decision.days_left": "days"}

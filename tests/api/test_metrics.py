@@ -1,5 +1,5 @@
-"""/v1/metrics adds up the counters of every process of a real gunicorn (two web workers and their
-shadow scorer processes), and its totals survive a restart."""
+"""/v1/metrics adds up the counters of every process on a data directory (a real gunicorn's two web
+workers and a shadow scorer, ``frugal scorer``), and its totals survive a restart."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.harness.processes import WebServer, frugal_env
+from tests.harness.processes import ScorerProcess, WebServer, frugal_env
 from tests.routing.conftest import seed
 
 
@@ -57,6 +57,7 @@ def test_metrics_add_up_every_process_and_survive_a_restart(pg_admin_url, demo_m
     rt.close()
     env = frugal_env(data_dir, url, FRUGAL_METRICS_INTERVAL_S="0.2")
     web = WebServer(env, tmp_path / "web.log", workers=2)
+    scorer = ScorerProcess(env, tmp_path / "scorer.log")
     n = 120
     try:
         assert httpx.get(web.url + "/v1/metrics", timeout=10).status_code == 401
@@ -66,21 +67,24 @@ def test_metrics_add_up_every_process_and_survive_a_restart(pg_admin_url, demo_m
                 r = client.post("/v1/predict", headers=s.sdk,
                                 json={"experiment": s.experiment, "unit_id": f"m-{k}", "features": s.features})
                 assert r.status_code == 200
-        done = _wait_for(web, read, lambda v: v["frugal_shadow_completed_total"] == n and v["frugal_eventlog_written_total"] >= 2 * n)
+        done = _wait_for(web, read, lambda v: v["frugal_shadow_scored_total"] == n and v["frugal_shadow_backlog"] == 0)
         assert done["frugal_predictions_total"] == n
-        assert done["frugal_shadow_submitted_total"] == n and done["frugal_shadow_completed_total"] == n
+        assert done["frugal_shadow_sampled_total"] == n and done["frugal_shadow_scored_total"] == n
         assert done["frugal_shadow_dropped_total"] == 0 and done["frugal_shadow_failed_total"] == 0
-        assert done["frugal_eventlog_written_total"] >= 2 * n          # served rows + the scorers' shadow rows
+        assert done["frugal_shadow_backlog"] == 0
+        assert done["frugal_eventlog_written_total"] >= 2 * n          # served rows + their shadow jobs
         assert done["frugal_eventlog_recorded_total"] == 2 * n
-        assert done["frugal_processes"] >= 2                          # a web worker and its scorer, at least
+        assert done["frugal_processes"] >= 2                          # a web worker and the scorer, at least
+        scorer.stop()
         web.stop()
 
         web = WebServer(env, tmp_path / "web2.log", workers=2)
         after = _metrics(web, read)
         assert after["frugal_predictions_total"] == n                 # retired, not reset
-        assert after["frugal_shadow_completed_total"] == n
+        assert after["frugal_shadow_scored_total"] == n
         assert after["frugal_eventlog_recorded_total"] == 2 * n
     finally:
+        scorer.stop()
         web.stop()
         servers.drop_database(pg_admin_url, url)
 

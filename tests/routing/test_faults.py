@@ -78,7 +78,8 @@ def _predict(rig, experiment: str, n: int, prefix: str):
 
 @pytest.mark.parametrize("fault", ["raise", "sleep"])
 def test_shadow_challenger_faults_never_reach_the_caller(rig, fault):
-    from service.scorer import DropReason, Scorer, dropped
+    from service.scorer import Scorer
+    from service.store.shadow import DropReason, dropped
 
     rig["fault"]["kind"] = fault
     champion = rig["refs"]["champion"].ref

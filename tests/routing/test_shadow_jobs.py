@@ -73,7 +73,8 @@ def test_a_shadow_request_queues_one_job_and_the_scorer_writes_the_challengers_r
 
 def test_jobs_older_than_the_bound_are_dropped_and_counted_for_the_experiment(rig):
     from service.eventlog import ShadowJobEvent
-    from service.scorer import DropReason, Scorer, dropped
+    from service.scorer import Scorer
+    from service.store.shadow import DropReason, dropped
 
     rt, s, config = rig["rt"], rig["seeded"], rig["config"]
     old = datetime.now(timezone.utc) - timedelta(seconds=120)   # the bound is 60 s here
@@ -95,6 +96,14 @@ def test_jobs_older_than_the_bound_are_dropped_and_counted_for_the_experiment(ri
     _drain(scorer)
     with rt.db.unit_of_work() as session:
         assert dropped(session, config.id) == {DropReason.EXPIRED: 8}
+    # the analysis states them with its decision (and the report shows results["shadow"])
+    from service.analytics.analyze import analyze
+    from service.analytics.rollup import run_rollup
+
+    run_rollup(rt.db)
+    analysis, _ = analyze(rt.db, config.id, "test-slot")
+    assert analysis.results["shadow"] == {"dropped": 8, "expired": 8, "failed": 0}
+    assert "8 shadow samples dropped" in analysis.explanation
 
 
 def test_a_replayed_job_is_queued_once_and_a_rescored_one_stores_no_second_row(rig):
