@@ -1,123 +1,155 @@
-"""What a shadow scorer spends per row: one run per request against the batched scorer.
+"""Shadow scorers: rows/s and rows per CPU-second, one scorer against two on one queue.
 
-    python benchmarks/shadow_scoring.py [--rows 5000] [--batch 11] [--repeats 3] [--database postgresql://...]
+    python benchmarks/shadow_scoring.py [--jobs 20000] [--repeats 2] [--batch 256] [--database postgresql://...]
 
-Runs in this process what a scorer process runs (service/routing/shadow.py): the demo challenger on
-real onnxruntime sessions timed in thread CPU time, and the event log writing each challenger row to
-Postgres.  For the same one-row requests it measures the process's CPU time per row (the scoring
-thread and the event-log writer) with ``score_job`` once per request, as before batching, and with
-``score_batch`` on groups of ``--batch`` requests (what a web worker's sender ships in 20 ms at about
-550 requests/s), alternating the two ``--repeats`` times, and prints the medians and their ratio.
+Each run starts ``frugal scorer`` processes (real ones, as deployed), waits until they poll an empty
+queue and have loaded their onnxruntime sessions (a warm-up batch), then commits ``--jobs`` shadow
+jobs at once (with the event log's own insert, ``insert_shadow_jobs``) and times until the queue is
+empty.  It prints jobs/s, the scorers' CPU seconds per second (from /proc), jobs per scorer
+CPU-second, and Postgres's CPU, for one scorer and for two, alternating ``--repeats`` times; then
+the two-to-one throughput ratio.  Every job is the demo challenger on one row of scikit-learn's
+breast-cancer data, scored as its request would have been served (one run of one row).  On a small
+shared host the two scorers compete with Postgres and with each other for the same cores: read
+the CPU columns with the throughput.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.serving import _median, _proc_table  # noqa: E402
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+def _cpu(pids: list[int]) -> float:
+    table = _proc_table()
+    return sum(table[p][2] for p in pids if p in table)
+
+
+def _postgres_cpu() -> float:
+    return sum(cpu for _, name, cpu in _proc_table().values() if name.startswith("postgres"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=5000)
-    parser.add_argument("--batch", type=int, default=11, help="one-row requests per message a scorer takes")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=256, help="FRUGAL_SHADOW_BATCH_SIZE")
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
+
+    from sklearn.datasets import load_breast_cancer
 
     from service import experiments, registry
     from service.definition import ExperimentDefinition
     from service.demo.models import build_demo_models
-    from service.eventlog import PredictionEvent, event_log
-    from service.inference.sessions import SessionPool
+    from service.eventlog import ShadowJobEvent
     from service.migrate import upgrade
-    from service.routing.runtime import catalog, model_runner
-    from service.routing.shadow import ShadowJob, score_batch, score_job, timed_batch_runner
+    from service.routing.runtime import catalog
     from service.runtime import Runtime
     from service.settings import load_settings
+    from service.store.events import insert_shadow_jobs
     from tests.harness.servers import create_database, drop_database
 
     url = create_database(args.database)
+    work = Path(tempfile.mkdtemp(prefix="frugal-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRUGAL_")}
+    env.update({"FRUGAL_DATABASE_URL": url, "FRUGAL_DATA_DIR": str(work), "FRUGAL_LOG_LEVEL": "WARNING",
+                "FRUGAL_SHADOW_BATCH_SIZE": str(args.batch), "FRUGAL_SCORER_POLL_S": "0.05", "PYTHONPATH": str(ROOT)})
+    procs: list[subprocess.Popen] = []
     try:
         models = build_demo_models(ROOT / ".frugal" / "demo-models")
-        champion = next(m for m in models.values() if m.role == "champion")
-        challenger = next(m for m in models.values() if m.role == "challenger")
-        rt = Runtime(load_settings({"FRUGAL_DATABASE_URL": url, "FRUGAL_DATA_DIR": tempfile.mkdtemp(prefix="frugal-bench-"),
-                                    "FRUGAL_LOG_LEVEL": "WARNING"}))
+        rt = Runtime(load_settings({k: v for k, v in env.items() if k.startswith("FRUGAL_")}))
         upgrade(rt.db.engine)
         refs = {m.role: registry.register(rt.db, rt.settings, m.path.read_bytes(), name=m.name, version=m.version,
-                                          task=m.task).ref for m in (champion, challenger)}
+                                          task=m.task).ref for m in models.values() if m.role in ("champion", "challenger")}
         record = experiments.create(rt.db, ExperimentDefinition.model_validate({
             "name": "bench-scorer", "mode": "shadow", "champion": {"kind": "model", "model": refs["champion"]},
             "challenger": {"kind": "model", "model": refs["challenger"]}, "metric": {"kind": "binary", "margin": 0.02},
             "shadow_sample": 1.0}), actor="bench")
         experiments.transition(rt.db, str(record.id), "start", actor="bench")
         config = catalog(rt).get("bench-scorer")
-        rt.lazy("sessions", lambda: SessionPool(rt.settings, clock=time.thread_time))   # as in a scorer
-        run_model = model_runner(rt)
-        batched = timed_batch_runner(run_model)
-        events = event_log(rt)
-
-        def accept(event) -> bool:
-            return events.record(PredictionEvent(**event))
-
-        from sklearn.datasets import load_breast_cancer
-
         data = load_breast_cancer().data.tolist()
         counter = iter(range(10**9))
 
-        def jobs(n: int) -> list[ShadowJob]:
-            out = []
+        def queue(n: int) -> None:
+            now = datetime.now(timezone.utc)
+            jobs = []
             for _ in range(n):
                 k = next(counter)
-                out.append(ShadowJob(config.id, config.phase, config.challenger, False,
-                                     [(f"r{k}", f"u{k}", data[k % len(data)], 0.3)]))
-            return out
+                jobs.append(ShadowJobEvent(f"r{k}", config.id, config.phase, f"u{k}", data[k % len(data)], 0.3, now))
+            with rt.db.unit_of_work() as session:   # one commit: every job appears at once
+                insert_shadow_jobs(session, jobs)
 
-        def per_request(todo: list[ShadowJob]) -> None:
-            for job in todo:
-                score_job(run_model, rt.settings, accept, job)
+        def backlog() -> int:
+            with rt.db.engine.connect() as conn:
+                return int(conn.execute(sa.text("SELECT count(*) FROM shadow_jobs")).scalar())
 
-        def in_batches(todo: list[ShadowJob]) -> None:
-            for i in range(0, len(todo), args.batch):
-                score_batch(run_model, rt.settings, accept, todo[i:i + args.batch], batched)
+        def wait_empty(timeout: float = 600) -> None:
+            deadline = time.monotonic() + timeout
+            while backlog():
+                if time.monotonic() > deadline:
+                    raise SystemExit("the scorers did not empty the queue in time")
+                time.sleep(0.02)
 
-        def measure(score) -> float:
-            todo = jobs(args.rows)
-            events.flush()
-            started = time.process_time()
-            score(todo)
-            if not events.flush(120):
-                raise SystemExit("the event log did not drain")
-            return (time.process_time() - started) * 1000.0 / args.rows
+        def run(scorers: int) -> dict[str, float]:
+            logs = [open(work / f"scorer-{len(procs) + i}.log", "wb") for i in range(scorers)]
+            started = [subprocess.Popen([sys.executable, "-m", "service.cli", "scorer"], env=env, cwd=ROOT,
+                                        stdout=log, stderr=subprocess.STDOUT) for log in logs]
+            procs.extend(started)
+            queue(50 * scorers)   # warm-up: every scorer loads its sessions and connects
+            wait_empty()
+            time.sleep(0.5)
+            pids = [p.pid for p in started]
+            cpu0, pg0 = _cpu(pids), _postgres_cpu()
+            queue(args.jobs)
+            t0 = time.perf_counter()
+            wait_empty()
+            elapsed = time.perf_counter() - t0
+            cpu, pg = _cpu(pids) - cpu0, _postgres_cpu() - pg0
+            for p in started:
+                p.terminate()
+            for p in started:
+                p.wait(30)
+                procs.remove(p)
+            for log in logs:
+                log.close()
+            return {"jobs/s": args.jobs / elapsed, "scorer cores": cpu / elapsed, "jobs per scorer CPU-s": args.jobs / max(cpu, 1e-9),
+                    "postgres cores": pg / elapsed}
 
-        measure(per_request)   # warm up: sessions, connections, caches
-        results: dict[str, list[float]] = {"one run per request": [], f"batched ({args.batch} per message)": []}
+        results: dict[int, list[dict[str, float]]] = {1: [], 2: []}
         for r in range(args.repeats):
-            order = [per_request, in_batches] if r % 2 == 0 else [in_batches, per_request]
-            for score in order:
-                key = "one run per request" if score is per_request else f"batched ({args.batch} per message)"
-                results[key].append(measure(score))
+            for scorers in ((1, 2) if r % 2 == 0 else (2, 1)):
+                results[scorers].append(run(scorers))
         rt.close()
 
-        print(f"\n{args.rows:,} one-row requests per run, {args.repeats} alternating runs each; process CPU per row "
-              "(scoring thread + event-log writer to Postgres)\n")
-        for key, values in results.items():
-            print(f"{key:<32} median {_median(values):.4f} ms  ({', '.join(f'{v:.4f}' for v in values)})")
-        a, b = (_median(v) for v in results.values())
-        print(f"\nbatched / one run per request: {b / a:.2f}x the CPU per row")
+        with sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://")).connect() as conn:
+            rows = conn.execute(sa.text("SELECT count(*), count(DISTINCT request_id) FROM predictions WHERE NOT served")).one()
+        print(f"\n{args.jobs:,} shadow jobs per run, batches of {args.batch}, {args.repeats} alternating runs each, "
+              f"{os.cpu_count()}-core host shared with Postgres (and, here, other users)\n")
+        print(f"{'scorers':<8} " + " ".join(f"{k:>22}" for k in results[1][0]))
+        for scorers, runs in results.items():
+            for one in runs:
+                print(f"{scorers:<8} " + " ".join(f"{v:>22.2f}" for v in one.values()))
+        one, two = (_median([x["jobs/s"] for x in results[k]]) for k in (1, 2))
+        per_core = _median([x["jobs per scorer CPU-s"] for runs in results.values() for x in runs])
+        print(f"\ntwo scorers / one: {two / one:.2f}x the throughput (median jobs/s {two:,.0f} vs {one:,.0f})")
+        print(f"a scorer scores {per_core:,.0f} rows per CPU-second (median of every run)")
+        print(f"challenger rows stored: {rows[0]:,}, distinct request ids {rows[1]:,} (no job scored into two rows)")
     finally:
+        for p in procs:
+            p.kill()
         drop_database(args.database, url)
 
 
