@@ -112,7 +112,7 @@ def scorer(once: bool, parent_pid: int | None) -> None:
         threading.Thread(target=watch, name="frugal-scorer-parent", daemon=True).start()
     try:
         if once:
-            while work.score_batch().claimed:
+            while (result := work.score_batch()).claimed or result.expired:
                 pass
         else:
             click.echo(f"shadow scorer {os.getpid()} started (batches of {rt.settings.shadow_batch_size})", err=True)

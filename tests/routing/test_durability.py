@@ -29,11 +29,16 @@ def _count(url: str, sql: str) -> int:
         engine.dispose()
 
 
-def test_a_database_outage_loses_no_prediction_and_no_outcome(throwaway_pg, demo_models, tmp_path):
+@pytest.mark.parametrize("mode", ["ab", "shadow"])
+def test_a_database_outage_loses_no_prediction_and_no_outcome(throwaway_pg, demo_models, tmp_path, mode):
+    """In shadow mode the jobs are spooled with their served rows and replayed; a scorer running
+    through the outage retries, and every request ends with exactly one challenger row."""
     url = throwaway_pg.url
     data_dir = tmp_path / "data"
-    s = seed(url, data_dir, demo_models)
-    web = WebServer(frugal_env(data_dir, url, FRUGAL_AUTH_CACHE_TTL_S="0.5", FRUGAL_RULESET_TTL_S="0.5"), tmp_path / "web.log", workers=2)
+    s = seed(url, data_dir, demo_models, mode=mode, shadow_sample=1.0)
+    env = frugal_env(data_dir, url, FRUGAL_AUTH_CACHE_TTL_S="0.5", FRUGAL_RULESET_TTL_S="0.5")
+    web = WebServer(env, tmp_path / "web.log", workers=2)
+    scorer = ScorerProcess(env, tmp_path / "scorer.log") if mode == "shadow" else None
     n, statuses = 600, []
     try:
         with httpx.Client(base_url=web.url, timeout=30) as client:
@@ -54,18 +59,25 @@ def test_a_database_outage_loses_no_prediction_and_no_outcome(throwaway_pg, demo
             for i in range(400, n):
                 send(i)
         assert all(code == 200 for code in statuses), sorted(set(statuses))
-        deadline = time.monotonic() + 60
+        rows = n * (2 if mode == "shadow" else 1)
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             predictions = _count(url, "SELECT count(*) FROM predictions")
             outcomes = _count(url, "SELECT count(*) FROM outcomes")
-            if predictions >= n and outcomes >= n:
+            if predictions >= rows and outcomes >= n:
                 break
             time.sleep(0.5)
-        assert _count(url, "SELECT count(*) FROM predictions") == n
-        assert _count(url, "SELECT count(DISTINCT request_id) FROM predictions") == n
+        assert _count(url, "SELECT count(*) FROM predictions WHERE served") == n
+        assert _count(url, "SELECT count(DISTINCT request_id) FROM predictions WHERE served") == n
         assert _count(url, "SELECT count(*) FROM outcomes") == n
+        if mode == "shadow":
+            assert _count(url, "SELECT count(*) FROM predictions WHERE NOT served") == n
+            assert _count(url, "SELECT count(DISTINCT request_id) FROM predictions WHERE NOT served") == n
+            assert _count(url, "SELECT count(*) FROM shadow_jobs") == 0
     finally:
         web.stop()
+        if scorer is not None:
+            scorer.stop()
 
 
 def _wait_until(predicate, timeout: float = 120, what: str = "") -> None:
