@@ -10,6 +10,7 @@ Shadow jobs are unique by request_id, the same way.
 from __future__ import annotations
 
 import io
+import json
 from typing import Any, Sequence
 
 import sqlalchemy as sa
@@ -86,18 +87,35 @@ def _csv(value: Any) -> str:
 
 
 SHADOW_JOB_COLUMNS = ("request_id", "experiment_id", "phase", "unit_id", "features", "overhead_ms", "created_at")
+_JOB_STAGING = "frugal_staging_shadow_jobs"
 
 
 def insert_shadow_jobs(session: Session, events: Sequence[Any]) -> int:
-    """Queue shadow jobs for the scorers, skipping request ids already queued; returns how many were new."""
+    """Queue shadow jobs for the scorers, skipping request ids already queued; returns how many were new.
+    On Postgres COPYed through a staging table like predictions (the web workers' writer does this)."""
     if not events:
         return 0
-    if _dialect(session) == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
+    if _dialect(session) != "postgresql":
         from sqlalchemy.dialects.sqlite import insert
-    result = session.connection().execute(insert(ShadowJob.__table__).on_conflict_do_nothing(index_elements=["request_id"]),
-                                          [{c: getattr(e, c) for c in SHADOW_JOB_COLUMNS} for e in events])
+
+        result = session.connection().execute(insert(ShadowJob.__table__).on_conflict_do_nothing(index_elements=["request_id"]),
+                                              [{c: getattr(e, c) for c in SHADOW_JOB_COLUMNS} for e in events])
+        return _rowcount(result, len(events))
+    buffer = io.StringIO()
+    for e in events:
+        buffer.write(",".join(_csv(json.dumps(e.features, separators=(",", ":")) if c == "features" else getattr(e, c))
+                              for c in SHADOW_JOB_COLUMNS))
+        buffer.write("\n")
+    buffer.seek(0)
+    cols = ", ".join(SHADOW_JOB_COLUMNS)
+    session.execute(sa.text(f"CREATE TEMP TABLE IF NOT EXISTS {_JOB_STAGING} ON COMMIT DELETE ROWS AS "
+                            f"SELECT {cols} FROM shadow_jobs WITH NO DATA"))
+    raw = session.connection().connection.dbapi_connection
+    with raw.cursor() as cursor:
+        cursor.copy_expert(f"COPY {_JOB_STAGING} ({cols}) FROM STDIN WITH (FORMAT csv)", buffer)
+    result = session.execute(sa.text(
+        f"INSERT INTO shadow_jobs ({cols}) SELECT {cols} FROM {_JOB_STAGING} ON CONFLICT (request_id) DO NOTHING"))
+    session.execute(sa.text(f"TRUNCATE {_JOB_STAGING}"))
     return _rowcount(result, len(events))
 
 
