@@ -150,6 +150,8 @@ def test_stopping_the_web_server_under_load_loses_nothing(pg_admin_url, demo_mod
             assert sorted(served) == sorted(sent), (len(served), len(sent), f"stopped in {stopped_in} s", web.log())
         else:
             assert set(served) <= set(sent) and len(served) > 0
+            print(f"SIGKILL under load: {len(sent)} answered, {len(served)} stored, "
+                  f"{len(sent) - len(served)} lost with the event log's memory queue")
         if mode == "shadow":
             _wait_until(lambda: _count(url, "SELECT count(*) FROM shadow_jobs") == 0, what="the scorer to empty the queue")
             challenger = _ids(url, "NOT served")
