@@ -167,7 +167,7 @@ def test_stopping_the_web_server_under_load_loses_nothing(pg_admin_url, demo_mod
         servers.drop_database(pg_admin_url, url)
 
 
-def _queue_jobs(url: str, data_dir, s, n: int, check: bool = True) -> None:
+def _queue_jobs(url: str, data_dir, s, n: int, check: bool = True, first: int = 0) -> None:
     """n shadow jobs, written the way a web worker writes them (the event log)."""
     from datetime import datetime, timezone
 
@@ -180,7 +180,8 @@ def _queue_jobs(url: str, data_dir, s, n: int, check: bool = True) -> None:
     config = Catalog(rt.db, rt.settings).get(s.experiment)
     log = EventLog(rt.db, rt.settings)
     now = datetime.now(timezone.utc)
-    log.record_many([ShadowJobEvent(f"job-{i}", config.id, config.phase, f"u{i}", s.features, 1.0, now) for i in range(n)])
+    log.record_many([ShadowJobEvent(f"job-{i}", config.id, config.phase, f"u{i}", s.features, 1.0, now)
+                     for i in range(first, first + n)])
     assert log.flush(timeout=120)
     log.close()
     rt.close()
@@ -230,8 +231,11 @@ def test_a_scorer_killed_mid_batch_leaves_its_jobs_to_be_scored_again(pg_admin_u
             still_there = _count(url, f"SELECT count(*) FROM shadow_jobs WHERE id IN ({','.join(map(str, held))})") if held else 0
             if still_there == len(held) and held:
                 killed_mid_batch += 1   # its claimed batch rolled back: the jobs are queued again
-            if killed_mid_batch >= 2 or left == 0:
+            if killed_mid_batch >= 2:
                 break
+            if left == 0:   # it finished before a kill caught it inside a batch: more work for the next one
+                _queue_jobs(url, data_dir, s, 3000, check=False, first=n)
+                n += 3000
         assert killed_mid_batch >= 1, "no kill landed inside a batch"
         last = ScorerProcess(env, tmp_path / "scorer-last.log")
         try:
