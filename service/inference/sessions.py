@@ -25,9 +25,10 @@ class RunResult:
 
 
 class LoadedModel:
-    """``clock`` times ``session.run``: wall time by default; a process that runs at a low CPU
-    priority (a shadow scorer) passes ``time.thread_time``, so time spent preempted does not count
-    as the model's (with one intra-op thread onnxruntime runs on the calling thread)."""
+    """``clock`` times ``session.run``: wall time (``perf_counter``) by default, for the web workers
+    and the shadow scorers alike, so a challenger's shadow inference time is measured like the
+    champion's.  Another clock (``time.thread_time``: with one intra-op thread onnxruntime runs on
+    the calling thread) leaves out time spent preempted."""
 
     def __init__(self, session, task: str, signature: dict[str, Any], clock: Callable[[], float] = time.perf_counter) -> None:
         self.session = session
