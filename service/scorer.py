@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from service.errors import ServiceUnavailable
 from service.eventlog import PredictionEvent
@@ -91,15 +92,42 @@ class Scorer:
                     failed[(job.experiment_id, job.phase)] += 1
                 else:
                     events.append(event)
-            insert_predictions(session, events)
+            failed.update(self._insert(session, events))
             count_drops(session, Counter((e, p) for e, p in expired), DropReason.EXPIRED)
             count_drops(session, failed, DropReason.FAILED)
-        result = BatchResult(len(jobs), len(events), sum(failed.values()), len(expired))
+        result = BatchResult(len(jobs), len(jobs) - sum(failed.values()), sum(failed.values()), len(expired))
         with self._lock:
             s = self._stats
             self._stats = replace(s, batches=s.batches + 1, scored=s.scored + result.scored,
                                   failed=s.failed + result.failed, expired=s.expired + result.expired)
         return result
+
+    @staticmethod
+    def _insert(session, events: list[PredictionEvent]) -> Counter:
+        """Insert the challenger rows; a row the database refuses (not an outage) is counted as failed
+        instead of sending its whole batch back to the queue forever.  Returns the failures."""
+        refused: Counter = Counter()
+        try:
+            with session.begin_nested():
+                insert_predictions(session, events)
+            return refused
+        except DBAPIError as exc:
+            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                raise
+            if len(events) == 1:
+                refused[(events[0].experiment_id, events[0].phase)] += 1
+                log.warning("the database refuses the shadow row of request %s: %s", events[0].request_id, exc.orig)
+                return refused
+        for event in events:   # find the rows it refuses, one savepoint each
+            try:
+                with session.begin_nested():
+                    insert_predictions(session, [event])
+            except DBAPIError as exc:
+                if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                    raise
+                refused[(event.experiment_id, event.phase)] += 1
+                log.warning("the database refuses the shadow row of request %s: %s", event.request_id, exc.orig)
+        return refused
 
     def run(self, stop: threading.Event) -> None:
         """Score until ``stop`` is set; an idle scorer looks again every FRUGAL_SCORER_POLL_S."""

@@ -139,3 +139,29 @@ def test_the_writer_never_separates_a_job_from_the_served_row_before_it(data_dir
     assert [type(e).__name__ for e in log._take()] == ["OutcomeEvent", "OutcomeEvent", "ShadowJobEvent", "ShadowJobEvent"]
     assert [type(e).__name__ for e in log._take()] == ["OutcomeEvent"]
     rt.close()
+
+
+def test_a_job_whose_row_the_database_refuses_is_counted_and_does_not_block_the_queue(rig):
+    from service.eventlog import ShadowJobEvent
+    from service.scorer import Scorer
+    from service.store.shadow import DropReason, dropped
+
+    rt, s, config = rig["rt"], rig["seeded"], rig["config"]
+    now = datetime.now(timezone.utc)
+    # a negative overhead makes a negative latency, which the predictions table's check refuses
+    jobs = [ShadowJobEvent(f"ok-{i}", config.id, config.phase, "u", s.features, 1.0, now) for i in range(5)]
+    jobs.insert(2, ShadowJobEvent("poison", config.id, config.phase, "u", s.features, -1e9, now))
+    assert rig["log"].record_many(jobs) and rig["log"].flush(timeout=30)
+    scorer = Scorer(rt)
+    _drain(scorer)
+    assert scorer.stats.scored == 5 and scorer.stats.failed == 1
+    assert sorted(r[0] for r in _rows(rt, "SELECT request_id FROM predictions")) == [f"ok-{i}" for i in range(5)]
+    assert _rows(rt, "SELECT count(*) FROM shadow_jobs")[0][0] == 0
+    with rt.db.unit_of_work() as session:
+        assert dropped(session, config.id) == {DropReason.FAILED: 1}
+    # alone in its batch too
+    assert rig["log"].record_many([ShadowJobEvent("poison-2", config.id, config.phase, "u", s.features, -1e9, now)])
+    assert rig["log"].flush(timeout=30)
+    _drain(scorer)
+    with rt.db.unit_of_work() as session:
+        assert dropped(session, config.id) == {DropReason.FAILED: 2}
