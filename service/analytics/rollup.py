@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -129,6 +130,9 @@ def run_rollup(db: Database, *, experiment_ids: list[int] | None = None, wait: b
                              ((definition.get("guardrails") or {}).get("latency") or {}).get("threshold_ms"))
                  for i, mode, definition in store.experiments(session)
                  if experiment_ids is None or i in experiment_ids]
+    with db.unit_of_work() as session:
+        store.ensure_marks(session, [e.id for e in found], datetime.now(timezone.utc))
+    random.shuffle(found)  # workers starting together spread over the experiments instead of queueing on one
     tally, advanced, busy = _Tally(), 0, 0
     for experiment in found:
         outcome = _catch_up(db, experiment, upto, tally, wait=wait, batch_rows=batch_rows,

@@ -112,15 +112,21 @@ def limit_time(session: Session, statement_s: float, lock_s: float) -> None:
         session.execute(sa.text(f"SET LOCAL lock_timeout = '{int(lock_s * 1000)}ms'"))
 
 
+def ensure_marks(session: Session, experiment_ids: Iterable[int], now: datetime) -> None:
+    """Create missing watermark rows (at 0), in a short transaction of their own: a worker that
+    later claims them never waits on another's uncommitted insert of the same row."""
+    rows = [{"name": n, "last_id": 0, "updated_at": now} for e in experiment_ids for n in _names(e)]
+    if rows:
+        session.execute(_insert(session)(Watermark).values(rows).on_conflict_do_nothing(index_elements=["name"]))
+
+
 def claim(session: Session, experiment_id: int, now: datetime, *, wait: bool) -> Marks | None:
-    """Lock (creating if needed) the experiment's watermark rows for this transaction; None when
-    another worker holds them and ``wait`` is false."""
+    """Lock the experiment's watermark rows (see :func:`ensure_marks`) for this transaction; None
+    when another worker holds them and ``wait`` is false."""
     names = _names(experiment_id)
     if _dialect(session) != "postgresql":
         # take SQLite's write lock first, so a second roll-up waits here rather than failing later
         session.execute(sa.update(Watermark).where(Watermark.name.in_(names)).values(updated_at=now))
-    session.execute(_insert(session)(Watermark).values([{"name": n, "last_id": 0, "updated_at": now} for n in names])
-                    .on_conflict_do_nothing(index_elements=["name"]))
     query = sa.select(Watermark.name, Watermark.last_id).where(Watermark.name.in_(names))
     rows = dict(session.execute(query.with_for_update(skip_locked=not wait)).all())
     if len(rows) < 2:
