@@ -32,7 +32,7 @@ log = logging.getLogger("frugal.rollup")
 
 MOMENTS = ("latency", "inference", "cost", "quality", "paired")
 COUNTS = ("predictions", "served", "fallbacks", "cache_hits", "outcomes", "latency_slow", "skipped")
-BATCH_ROWS = 1_000_000  # predictions per transaction: bounds each transaction's time and its lock on one experiment
+BATCH_ROWS = 1_000_000  # prediction ids per transaction: bounds each transaction's time and its lock on one experiment
 STATEMENT_TIMEOUT_S = 300.0  # a transaction's statements on a loaded host: far above the seconds a batch takes
 LOCK_TIMEOUT_S = 5.0  # the roll-up's own locks (watermark rows when waiting for another worker's batch, buckets)
 WAIT_TIMEOUT_S = 120.0  # how long a roll-up that must catch an experiment up waits for another worker's batch
@@ -159,6 +159,7 @@ def _catch_up(db: Database, experiment: _Experiment, upto: tuple[int, int], tall
             if not store.pending(session, experiment.id, old, upto):
                 return result
             store.limit_time(session, STATEMENT_TIMEOUT_S, LOCK_TIMEOUT_S)
+            store.tune_for_aggregates(session)
             p_new = store.batch_end(session, experiment.id, old.predictions, upto[0], batch_rows) \
                 if old.predictions < upto[0] else old.predictions
             o_new = upto[1] if old.predictions == 0 else min(upto[1], old.outcomes + batch_rows)
@@ -174,7 +175,8 @@ def _fold(session, experiment: _Experiment, w: Window, tally: _Tally, now: datet
     """Aggregate the window in SQL, then merge the deltas into the buckets and the phase totals."""
     deltas: dict[store.BucketKey, dict[str, Any]] = defaultdict(empty_stats)
     if w.new.predictions > w.old.predictions:
-        for a in store.new_predictions(session, w, experiment.quality, experiment.slo_ms):
+        aggregates, bins = store.new_predictions(session, w, experiment.quality, experiment.slo_ms, _LOG_GAMMA, MIN_VALUE)
+        for a in aggregates:
             d = deltas[(a.phase, a.arm, a.hour)]
             d.update(predictions=a.predictions, served=a.served, fallbacks=a.fallbacks, cache_hits=a.cache_hits,
                      latency_slow=a.latency_slow, outcomes=a.outcomes, skipped=a.skipped)
@@ -185,12 +187,12 @@ def _fold(session, experiment: _Experiment, w: Window, tally: _Tally, now: datet
             tally.predictions += a.rows
             tally.skipped += a.skipped
         sketches: dict[store.BucketKey, LatencySketch] = defaultdict(LatencySketch)
-        for phase, arm, hour, index, count in store.latency_bins(session, w, _LOG_GAMMA, MIN_VALUE):
-            sketch = sketches[(phase, arm, hour)]
-            if index is None:
-                sketch.zero += count
+        for b in bins:
+            sketch = sketches[(b.phase, b.arm, b.hour)]
+            if b.index is None:
+                sketch.zero += b.count
             else:
-                sketch.bins[index] = sketch.bins.get(index, 0) + count
+                sketch.bins[b.index] = sketch.bins.get(b.index, 0) + b.count
         for key, sketch in sketches.items():
             deltas[key]["latency_sketch"] = sketch.to_dict()
         store.add_exposures(session, experiment.id, w.old.predictions, w.new.predictions, now)

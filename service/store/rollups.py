@@ -112,6 +112,18 @@ def limit_time(session: Session, statement_s: float, lock_s: float) -> None:
         session.execute(sa.text(f"SET LOCAL lock_timeout = '{int(lock_s * 1000)}ms'"))
 
 
+def tune_for_aggregates(session: Session) -> None:
+    """Planner settings for this transaction's aggregates (Postgres).  The planner cannot estimate
+    how many hours a million time stamps fall in, guesses one group per row, and then sorts a million
+    rows (spilling to disk) to make a thousand groups; with sorting discouraged it hashes them.  JIT
+    compilation, triggered by those inflated estimates, cost more than the query itself (9.9 s of
+    compiling for an 8 s aggregate of 1M rows)."""
+    if _dialect(session) == "postgresql":
+        session.execute(sa.text("SET LOCAL jit = off"))
+        session.execute(sa.text("SET LOCAL enable_sort = off"))
+        session.execute(sa.text("SET LOCAL work_mem = '64MB'"))
+
+
 def ensure_marks(session: Session, experiment_ids: Iterable[int], now: datetime) -> None:
     """Create missing watermark rows (at 0), in a short transaction of their own: a worker that
     later claims them never waits on another's uncommitted insert of the same row."""
@@ -153,12 +165,12 @@ def pending(session: Session, experiment_id: int, marks: Marks, upto: tuple[int,
         Prediction.experiment_id == experiment_id, Prediction.id > marks.predictions, Prediction.id <= upto[0]))) or False
 
 
-def batch_end(session: Session, experiment_id: int, after: int, upto: int, rows: int) -> int:
-    """The id that ends a batch of at most ``rows`` of the experiment's predictions after ``after``."""
-    end = session.scalar(sa.select(Prediction.id).where(
-        Prediction.experiment_id == experiment_id, Prediction.id > after, Prediction.id <= upto)
-        .order_by(Prediction.id).offset(rows - 1).limit(1))
-    return upto if end is None else int(end)
+def batch_end(session: Session, experiment_id: int, after: int, upto: int, ids: int) -> int:
+    """The end of a batch: at most ``ids`` prediction ids from the experiment's first id past
+    ``after`` (so an experiment far behind the newest ids does not walk empty ranges)."""
+    first = session.scalar(sa.select(sa.func.min(Prediction.id)).where(
+        Prediction.experiment_id == experiment_id, Prediction.id > after, Prediction.id <= upto))
+    return upto if first is None else min(upto, int(first) - 1 + ids)
 
 
 # -- set-based aggregates ---------------------------------------------------------------------------
@@ -180,8 +192,11 @@ def _in_range(expr: str) -> str:
     return f"abs({expr}) <= :max_abs"
 
 
-def _row_ok(p: str) -> str:
-    return f"({_in_range(f'{p}.latency_ms')} AND {_in_range(f'{p}.inference_ms')} AND {_in_range(f'{p}.cost')})"
+def _row_ok(p: str, dialect: str) -> str:
+    """The row's numbers can be summed.  They are >= 0 (a check constraint), so one comparison of the
+    largest does (NaN is larger than every number on Postgres; SQLite stores NaN as NULL)."""
+    largest = "greatest" if dialect == "postgresql" else "max"
+    return f"coalesce({largest}({p}.latency_ms, {p}.inference_ms, {p}.cost) <= :max_abs, false)"
 
 
 def _pair_ok(p: str, o: str) -> str:
@@ -261,35 +276,67 @@ def _when(cond: str, value: str = "1") -> str:
     return f"CASE WHEN {cond} THEN {value} ELSE 0 END"
 
 
-def new_predictions(session: Session, w: Window, kind: str, slo_ms: float | None) -> list[PredictionAggregate]:
-    """Predictions in (old, new] per bucket, joined to outcomes at or below the new outcome watermark."""
+def new_predictions(session: Session, w: Window, kind: str, slo_ms: float | None, log_gamma: float,
+                    min_value: float) -> tuple[list[PredictionAggregate], list[SketchBin]]:
+    """Predictions in (old, new] per bucket, joined to outcomes at or below the new outcome watermark,
+    and their latency sketch's log buckets, in one pass over the rows: the first GROUP BY is per
+    (bucket, log bucket); buckets are then summed from those few groups.  A log bucket is
+    ceil(ln(latency) / ln(gamma)) as in analysis.sketch (NULL: the zero bucket, or a skipped row)."""
     d = _dialect(session)
+    integer = "BIGINT" if d == "postgresql" else "INTEGER"
+    ok = "r.ok = 1"
     sql = f"""
         WITH r AS (
-            SELECT p.phase, p.arm, {_hour(d, 'p.created_at')} AS hour, {_when(_row_ok('p'))} AS ok,
+            SELECT p.phase, p.arm, {_hour(d, 'p.created_at')} AS hour, {_when(_row_ok('p', d))} AS ok,
                    p.served, p.fallback_reason, p.cache_hit, p.latency_ms, p.inference_ms, p.cost,
-                   o.id AS outcome_id, {quality_sql(d, kind)} AS q, {_when(f'o.id IS NOT NULL AND NOT {_pair_ok("p", "o")}')} AS bad
+                   {quality_sql(d, kind)} AS q, {_when(f'o.id IS NOT NULL AND NOT {_pair_ok("p", "o")}')} AS bad
             FROM predictions p LEFT JOIN outcomes o ON o.request_id = p.request_id AND o.id <= :o_new
-            WHERE p.experiment_id = :e AND p.id > :p_old AND p.id <= :p_new AND p.in_experiment)
-        SELECT phase, arm, hour, count(*), sum(ok),
-               sum({_when('ok = 1 AND served')}), sum({_when('ok = 1 AND fallback_reason IS NOT NULL')}),
-               sum({_when('ok = 1 AND cache_hit')}), sum({_when('ok = 1 AND latency_ms > :slo')}),
-               sum({_when('ok = 1', 'latency_ms')}), sum({_when('ok = 1', 'latency_ms * latency_ms')}),
-               sum({_when('ok = 1', 'inference_ms')}), sum({_when('ok = 1', 'inference_ms * inference_ms')}),
-               sum({_when('ok = 1', 'cost')}), sum({_when('ok = 1', 'cost * cost')}),
-               sum({_when('ok = 1 AND q IS NOT NULL')}), sum({_when('ok = 1 AND q IS NOT NULL', 'q')}),
-               sum({_when('ok = 1 AND q IS NOT NULL', 'q * q')}), sum(1 - ok) + sum({_when('ok = 1 AND bad = 1')})
-        FROM r GROUP BY phase, arm, hour"""
+            WHERE p.experiment_id = :e AND p.id > :p_old AND p.id <= :p_new AND p.in_experiment),
+        fine AS (
+            SELECT phase, arm, hour, ok,
+                   CASE WHEN ok = 1 AND latency_ms > :min_value THEN CAST(ceil(ln(latency_ms) / :log_gamma) AS {integer}) END AS bin,
+                   count(*) AS n, sum({_when('served')}) AS served, sum({_when('fallback_reason IS NOT NULL')}) AS fallbacks,
+                   sum({_when('cache_hit')}) AS cache_hits, sum({_when('latency_ms > :slo')}) AS slow,
+                   sum({_when(ok, 'latency_ms')}) AS l1, sum({_when(ok, 'latency_ms * latency_ms')}) AS l2,
+                   sum({_when(ok, 'inference_ms')}) AS i1, sum({_when(ok, 'inference_ms * inference_ms')}) AS i2,
+                   sum({_when(ok, 'cost')}) AS c1, sum({_when(ok, 'cost * cost')}) AS c2,
+                   sum({_when('q IS NOT NULL')}) AS qn, sum({_when('q IS NOT NULL', 'q')}) AS q1,
+                   sum({_when('q IS NOT NULL', 'q * q')}) AS q2, sum(bad) AS bad
+            FROM r GROUP BY phase, arm, hour, ok, bin)
+        SELECT phase, arm, hour, NULL, sum(n), sum({_when('ok = 1', 'n')}),
+               sum({_when('ok = 1', 'served')}), sum({_when('ok = 1', 'fallbacks')}), sum({_when('ok = 1', 'cache_hits')}),
+               sum({_when('ok = 1', 'slow')}), sum(l1), sum(l2), sum(i1), sum(i2), sum(c1), sum(c2),
+               sum({_when('ok = 1', 'qn')}), sum({_when('ok = 1', 'q1')}), sum({_when('ok = 1', 'q2')}),
+               sum({_when('ok = 0', 'n')}) + sum({_when('ok = 1', 'bad')}), 0
+        FROM fine GROUP BY phase, arm, hour
+        UNION ALL
+        SELECT phase, arm, hour, bin, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+               NULL, NULL, n
+        FROM fine WHERE ok = 1"""
     params = {"e": w.experiment_id, "p_old": w.old.predictions, "p_new": w.new.predictions, "o_new": w.new.outcomes,
-              "slo": slo_ms, "max_abs": MAX_ABS}
-    out = []
+              "slo": slo_ms, "max_abs": MAX_ABS, "log_gamma": log_gamma, "min_value": min_value}
+    buckets, bins = [], []
     for row in session.execute(sa.text(sql), params):
-        phase, arm, hour, *numbers = row
+        phase, arm, hour, index, *numbers = row
+        if numbers[0] is None:
+            bins.append(SketchBin(int(phase), arm, _utc_hour(hour), None if index is None else int(index), int(numbers[-1])))
+            continue
         ints, floats = numbers[:6], numbers[6:12]
-        out.append(PredictionAggregate(
+        buckets.append(PredictionAggregate(
             int(phase), arm, _utc_hour(hour), *(int(x or 0) for x in ints), *(float(x or 0.0) for x in floats),
             int(numbers[12] or 0), float(numbers[13] or 0.0), float(numbers[14] or 0.0), int(numbers[15] or 0)))
-    return out
+    return buckets, bins
+
+
+@dataclass(frozen=True)
+class SketchBin:
+    """How many of a bucket's new latencies fall in one log bucket (index None: the zero bucket)."""
+
+    phase: int
+    arm: str
+    hour: datetime
+    index: int | None
+    count: int
 
 
 def late_outcomes(session: Session, w: Window, kind: str) -> list[QualityAggregate]:
@@ -299,7 +346,7 @@ def late_outcomes(session: Session, w: Window, kind: str) -> list[QualityAggrega
     d = _dialect(session)
     sql = f"""
         WITH r AS (
-            SELECT p.phase, p.arm, {_hour(d, 'p.created_at')} AS hour, {_when(_row_ok('p'))} AS ok,
+            SELECT p.phase, p.arm, {_hour(d, 'p.created_at')} AS hour, {_when(_row_ok('p', d))} AS ok,
                    {quality_sql(d, kind)} AS q, {_when(f'NOT {_pair_ok("p", "o")}')} AS bad
             FROM outcomes o JOIN predictions p ON p.request_id = o.request_id
             WHERE o.id > :o_old AND o.id <= :o_new AND p.experiment_id = :e AND p.id <= :p_old AND p.in_experiment)
@@ -331,7 +378,7 @@ def paired_differences(session: Session, w: Window, kind: str) -> list[QualityAg
                  AND cp.in_experiment AND cp.id <= :p_new
             JOIN outcomes o ON o.request_id = t.request_id AND o.id <= :o_new
             WHERE NOT (ch.id <= :p_old AND cp.id <= :p_old AND o.id <= :o_old)
-              AND {_row_ok('ch')} AND {_row_ok('cp')})
+              AND {_row_ok('ch', d)} AND {_row_ok('cp', d)})
         SELECT phase, 'challenger', hour, count(*), count(diff), sum(diff), sum(diff * diff), 0
         FROM r WHERE diff IS NOT NULL GROUP BY phase, hour"""
     params = {"e": w.experiment_id, "p_old": w.old.predictions, "p_new": w.new.predictions,
@@ -345,24 +392,6 @@ def _quality(row) -> QualityAggregate:
                             float(total_sq or 0.0), int(skipped or 0))
 
 
-def latency_bins(session: Session, w: Window, log_gamma: float, min_value: float) -> list[tuple[int, str, datetime, int | None, int]]:
-    """The latency sketch's log buckets of the new predictions, per bucket: (phase, arm, hour, bin
-    or None for the zero bucket, count); bin = ceil(ln(latency) / ln(gamma)) as in analysis.sketch."""
-    d = _dialect(session)
-    integer = "BIGINT" if d == "postgresql" else "INTEGER"
-    sql = f"""
-        SELECT p.phase, p.arm, {_hour(d, 'p.created_at')} AS hour,
-               CASE WHEN p.latency_ms <= :min_value THEN NULL ELSE CAST(ceil(ln(p.latency_ms) / :log_gamma) AS {integer}) END AS bin,
-               count(*)
-        FROM predictions p
-        WHERE p.experiment_id = :e AND p.id > :p_old AND p.id <= :p_new AND p.in_experiment AND {_row_ok('p')}
-        GROUP BY 1, 2, 3, 4"""
-    params = {"e": w.experiment_id, "p_old": w.old.predictions, "p_new": w.new.predictions, "max_abs": MAX_ABS,
-              "log_gamma": log_gamma, "min_value": min_value}
-    return [(int(phase), arm, _utc_hour(hour), None if b is None else int(b), int(n))
-            for phase, arm, hour, b, n in session.execute(sa.text(sql), params)]
-
-
 def _utc_hour(value: datetime | str) -> datetime:
     """A bucket's hour as a naive UTC datetime (Postgres gives a timestamp, SQLite text)."""
     if isinstance(value, str):
@@ -372,13 +401,17 @@ def _utc_hour(value: datetime | str) -> datetime:
 
 def add_exposures(session: Session, experiment_id: int, after: int, upto: int, now: datetime) -> None:
     """Record each distinct (phase, unit, arm) the experiment served in (after, upto]: one INSERT ... SELECT."""
-    served = (sa.select(Prediction.experiment_id, Prediction.phase, Prediction.unit_id, Prediction.arm,
-                        sa.literal(now, Exposure.first_seen_at.type))
+    served = (sa.select(Prediction.experiment_id, Prediction.phase, Prediction.unit_id, Prediction.arm)
               .where(Prediction.experiment_id == experiment_id, Prediction.id > after, Prediction.id <= upto,
                      Prediction.in_experiment.is_(True), Prediction.served.is_(True))
-              .distinct())
+              .distinct().subquery())
+    known = sa.select(Exposure.unit_id).where(  # most units are known after the first hours: skip them in bulk
+        Exposure.experiment_id == served.c.experiment_id, Exposure.phase == served.c.phase,
+        Exposure.unit_id == served.c.unit_id, Exposure.arm == served.c.arm)
+    fresh = (sa.select(served, sa.literal(now, Exposure.first_seen_at.type)).where(~sa.exists(known))
+             .order_by(served.c.unit_id, served.c.arm))  # in key order: the index grows at its right edge
     session.execute(_insert(session)(Exposure).from_select(
-        ["experiment_id", "phase", "unit_id", "arm", "first_seen_at"], served).on_conflict_do_nothing())
+        ["experiment_id", "phase", "unit_id", "arm", "first_seen_at"], fresh).on_conflict_do_nothing())
 
 
 # -- buckets and phase totals -----------------------------------------------------------------------
