@@ -1,12 +1,13 @@
 """Roll-up phase totals and per-experiment watermarks.
 
 Why (issue 18): analysis merged every hourly bucket of a phase at each look, so its cost grew with
-the experiment's length (1,441 buckets took 0.65 s); ``rollup_totals`` holds each phase's buckets
+the experiment's length (1,441 buckets took 0.65 s, and counting distinct units more); ``rollup_totals`` holds each phase's buckets
 already merged, per arm, kept by the roll-up in the transaction that adds to the buckets.  And one
 global pair of watermarks meant one roll-up at a time: each experiment now has its own
 ("predictions:<id>", "outcomes:<id>"), so workers roll up different experiments in parallel.
 
-Data: totals are backfilled from the existing buckets (counts, moments and latency-sketch bins add);
+Data: totals are backfilled from the existing buckets (counts, moments and latency-sketch bins add)
+and the phase's distinct units per arm and units in both arms from ``exposures``;
 each experiment's watermarks start where the global ones were, which are then removed.  The merge
 is written out here because migrations never import live code.
 
@@ -52,6 +53,14 @@ def upgrade() -> None:
         stats = json.loads(stats) if isinstance(stats, str) else stats
         key = (experiment_id, phase, arm)
         totals[key] = _merge(totals[key], stats) if key in totals else stats
+    units = {(e, p, a): n for e, p, a, n in conn.execute(sa.text(
+        "SELECT experiment_id, phase, arm, count(*) FROM exposures GROUP BY experiment_id, phase, arm"))}
+    both = {(e, p): n for e, p, n in conn.execute(sa.text(
+        "SELECT experiment_id, phase, count(*) FROM (SELECT experiment_id, phase, unit_id FROM exposures "
+        "GROUP BY experiment_id, phase, unit_id HAVING count(*) > 1) AS u GROUP BY experiment_id, phase"))}
+    for (e, p, a), stats in totals.items():  # the unit counts analysis reads instead of counting exposures
+        stats["exposures"] = int(units.get((e, p, a), 0))
+        stats["units_in_both_arms"] = int(both.get((e, p), 0))
     table = sa.table("rollup_totals", sa.column("experiment_id"), sa.column("phase"), sa.column("arm"),
                      sa.column("stats", JSONType), sa.column("updated_at"))
     if totals:

@@ -32,6 +32,7 @@ log = logging.getLogger("frugal.rollup")
 
 MOMENTS = ("latency", "inference", "cost", "quality", "paired")
 COUNTS = ("predictions", "served", "fallbacks", "cache_hits", "outcomes", "latency_slow", "skipped")
+EXPOSURE_KEYS = ("exposures", "units_in_both_arms")  # phase totals only: distinct units of the arm, units in both arms
 BATCH_ROWS = 1_000_000  # prediction ids per transaction: bounds each transaction's time and its lock on one experiment
 STATEMENT_TIMEOUT_S = 300.0  # a transaction's statements on a loaded host: far above the seconds a batch takes
 LOCK_TIMEOUT_S = 5.0  # the roll-up's own locks (watermark rows when waiting for another worker's batch, buckets)
@@ -195,7 +196,9 @@ def _fold(session, experiment: _Experiment, w: Window, tally: _Tally, now: datet
                 sketch.bins[b.index] = sketch.bins.get(b.index, 0) + b.count
         for key, sketch in sketches.items():
             deltas[key]["latency_sketch"] = sketch.to_dict()
-        store.add_exposures(session, experiment.id, w.old.predictions, w.new.predictions, now)
+        exposures = store.add_exposures(session, experiment.id, w.old.predictions, w.new.predictions, now)
+    else:
+        exposures = store.NewExposures({}, {})
     for a in store.late_outcomes(session, w, experiment.quality):
         d = deltas[(a.phase, a.arm, a.hour)]
         d["outcomes"] += a.n
@@ -217,8 +220,28 @@ def _fold(session, experiment: _Experiment, w: Window, tally: _Tally, now: datet
     for (phase, arm, _), d in deltas.items():
         by_phase[(phase, arm)] = merge_stats(by_phase.get((phase, arm), empty_stats()), d)
     totals = store.load_totals(session, experiment.id)
-    store.upsert_totals(session, experiment.id, {k: merge_stats(totals.get(k, empty_stats()), d) for k, d in by_phase.items()}, now)
+    for phase, n in exposures.both_arms.items():  # both arms' totals keep the phase's units in both arms
+        for key in ((phase, "champion"), (phase, "challenger")):
+            if n and key in totals and key not in by_phase:
+                by_phase[key] = empty_stats()
+    merged = {}
+    for key, d in by_phase.items():
+        old = totals.get(key, empty_stats())
+        merged[key] = merge_stats(old, d) | _exposures(session, experiment.id, key, old, exposures)
+    store.upsert_totals(session, experiment.id, merged, now)
     tally.buckets += len(deltas)
+
+
+def _exposures(session, experiment_id: int, key: tuple[int, str], old: dict[str, Any],
+               new: store.NewExposures) -> dict[str, int]:
+    """A phase total's distinct units (its arm) and units seen in both arms (its phase): what it had
+    plus what this window recorded, or counted from ``exposures`` when the total has none yet."""
+    phase, arm = key
+    if all(k in old for k in EXPOSURE_KEYS):
+        return {"exposures": old["exposures"] + new.units.get(key, 0),
+                "units_in_both_arms": old["units_in_both_arms"] + new.both_arms.get(phase, 0)}
+    units, both = store.exposure_totals(session, experiment_id, phase)
+    return {"exposures": units.get(arm, 0), "units_in_both_arms": both}
 
 
 _LOG_GAMMA = math.log((1 + DEFAULT_RELATIVE_ACCURACY) / (1 - DEFAULT_RELATIVE_ACCURACY))  # as LatencySketch._index

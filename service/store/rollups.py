@@ -399,19 +399,43 @@ def _utc_hour(value: datetime | str) -> datetime:
     return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
 
 
-def add_exposures(session: Session, experiment_id: int, after: int, upto: int, now: datetime) -> None:
-    """Record each distinct (phase, unit, arm) the experiment served in (after, upto]: one INSERT ... SELECT."""
-    served = (sa.select(Prediction.experiment_id, Prediction.phase, Prediction.unit_id, Prediction.arm)
-              .where(Prediction.experiment_id == experiment_id, Prediction.id > after, Prediction.id <= upto,
-                     Prediction.in_experiment.is_(True), Prediction.served.is_(True))
-              .distinct().subquery())
-    known = sa.select(Exposure.unit_id).where(  # most units are known after the first hours: skip them in bulk
-        Exposure.experiment_id == served.c.experiment_id, Exposure.phase == served.c.phase,
-        Exposure.unit_id == served.c.unit_id, Exposure.arm == served.c.arm)
-    fresh = (sa.select(served, sa.literal(now, Exposure.first_seen_at.type)).where(~sa.exists(known))
-             .order_by(served.c.unit_id, served.c.arm))  # in key order: the index grows at its right edge
-    session.execute(_insert(session)(Exposure).from_select(
-        ["experiment_id", "phase", "unit_id", "arm", "first_seen_at"], fresh).on_conflict_do_nothing())
+@dataclass(frozen=True)
+class NewExposures:
+    """What one window added to ``exposures``: new units per (phase, arm), and per phase the units
+    that now have rows in both arms and did not before."""
+
+    units: dict[tuple[int, str], int]
+    both_arms: dict[int, int]
+
+
+_FRESH = "frugal_fresh_exposures"
+
+
+def add_exposures(session: Session, experiment_id: int, after: int, upto: int, now: datetime) -> NewExposures:
+    """Record each distinct (phase, unit, arm) the experiment served in (after, upto] that is not yet
+    recorded, and count them (the phase totals keep the counts, so analysis never counts units).
+    The new rows go through a temporary table, so the rows are read once."""
+    session.execute(sa.text(f"CREATE TEMP TABLE IF NOT EXISTS {_FRESH} "
+                            "(experiment_id INTEGER, phase INTEGER, unit_id VARCHAR(256), arm VARCHAR(10))"))
+    session.execute(sa.text(f"DELETE FROM {_FRESH}"))
+    session.execute(sa.text(f"""
+        INSERT INTO {_FRESH} (experiment_id, phase, unit_id, arm)
+        SELECT DISTINCT p.experiment_id, p.phase, p.unit_id, p.arm FROM predictions p
+        WHERE p.experiment_id = :e AND p.id > :after AND p.id <= :upto AND p.in_experiment AND p.served
+          AND NOT EXISTS (SELECT 1 FROM exposures x WHERE x.experiment_id = p.experiment_id AND x.phase = p.phase
+                          AND x.unit_id = p.unit_id AND x.arm = p.arm)"""), {"e": experiment_id, "after": after, "upto": upto})
+    session.execute(sa.text(  # in key order: the index grows at its right edge
+        f"INSERT INTO exposures (experiment_id, phase, unit_id, arm, first_seen_at) "
+        f"SELECT experiment_id, phase, unit_id, arm, :now FROM {_FRESH} WHERE true ORDER BY unit_id, arm "
+        f"ON CONFLICT DO NOTHING").bindparams(sa.bindparam("now", type_=Exposure.first_seen_at.type)), {"now": now})
+    units = {(int(p), a): int(n) for p, a, n in session.execute(sa.text(
+        f"SELECT phase, arm, count(*) FROM {_FRESH} GROUP BY phase, arm"))}
+    both = {int(p): int(n) for p, n in session.execute(sa.text(f"""
+        SELECT f.phase, count(DISTINCT f.unit_id) FROM {_FRESH} f
+        JOIN exposures x ON x.experiment_id = f.experiment_id AND x.phase = f.phase AND x.unit_id = f.unit_id AND x.arm <> f.arm
+        GROUP BY f.phase"""))}
+    session.execute(sa.text(f"DELETE FROM {_FRESH}"))
+    return NewExposures(units, both)
 
 
 # -- buckets and phase totals -----------------------------------------------------------------------
@@ -479,6 +503,12 @@ def save_bucket(session: Session, existing: Rollup | None, key: tuple, stats: di
             Rollup.experiment_id == experiment_id, Rollup.phase == phase, Rollup.arm == arm)):
         total = merge_stats(total, row)
     upsert_totals(session, experiment_id, {(phase, arm): total}, now)
+
+
+def exposure_totals(session: Session, experiment_id: int, phase: int) -> tuple[dict[str, int], int]:
+    """Units per arm and units in both arms of a phase, counted from ``exposures`` (to start a phase
+    total; after that the roll-up adds what each window recorded)."""
+    return exposure_counts(session, experiment_id, phase), crossover_units(session, experiment_id, phase)
 
 
 def buckets_for(session: Session, experiment_id: int, phase: int | None = None) -> list[Rollup]:
