@@ -178,6 +178,17 @@ def test_phase_totals_are_the_sum_of_the_buckets(own_db):
     assert set(totals) == set(merged) and len(totals) >= len(KINDS)
     for key in merged:
         _same(totals[key], merged[key], key)
+    # the distinct units analysis reads from the totals are what counting ``exposures`` gives
+    from service.store import rollups as store
+
+    crossed = 0
+    with own_db.unit_of_work() as session:
+        for (e, p, a), stats in totals.items():
+            units = store.exposure_counts(session, e, p)
+            both = store.crossover_units(session, e, p)
+            assert (stats["exposures"], stats["units_in_both_arms"]) == (units.get(a, 0), both), (e, p, a)
+            crossed += both
+    assert crossed > 0, "the fixture must put some units in both arms"
 
 
 def test_a_row_with_unsummable_values_is_skipped_and_counted_not_fatal(own_db):
