@@ -8,13 +8,18 @@ outcomes for 75% of them, spread over 30 days) and reports, all in the same run:
 - the full scan: one SQL aggregation of every raw row (what an engine without roll-ups pays at each look);
 - the first roll-up of everything (paid once);
 - rolling up the newest 1% of events on top (what each scheduled run pays);
-- analysing the experiment from its roll-ups (what each look pays), with the number of buckets read.
+- analysing the experiment from its roll-ups (what each look pays), with the number of buckets read;
+- ingest while a roll-up of ``--ingest-rows`` (1M) runs: predictions and outcomes stored through the
+  event writers' functions (service.store.events) in batches of 20, and their latency percentiles.
+
+Rates are rows per second of wall time on this host; ratios are against the full scan of the same run.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,9 +62,49 @@ def _timed(label: str, fn, repeat: int = 1):
     return best, value
 
 
+def _ingest_during(db, record, model, rollup) -> tuple[list[float], object]:
+    """Run ``rollup`` in a thread while this thread stores predictions and outcomes in batches of 20
+    (as the event log flushes them): the latency of each batch's transaction, in ms."""
+    from service.eventlog import OutcomeEvent, PredictionEvent
+    from service.store.events import insert_outcomes, insert_predictions
+
+    done, box = threading.Event(), {}
+
+    def run():
+        try:
+            box["result"] = rollup()
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run)
+    latencies, k = [], 0
+    thread.start()
+    while not done.is_set():
+        now = datetime.now(timezone.utc)
+        events = [PredictionEvent(f"live{k + i}", record.id, record.current_phase, "champion", f"live{k + i}", model.id, True,
+                                  True, model.id, 8.0, 1.0, 1.0, None, 0.9, 0.001, False, None, "server", now) for i in range(20)]
+        t = time.perf_counter()
+        with db.unit_of_work() as session:
+            insert_predictions(session, events)
+        latencies.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        with db.unit_of_work() as session:
+            insert_outcomes(session, [OutcomeEvent(e.request_id, 1.0, now, now) for e in events])
+        latencies.append((time.perf_counter() - t) * 1000)
+        k += 20
+    thread.join()
+    return latencies, box.get("result")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered))) - 1))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--ingest-rows", type=int, default=1_000_000, help="rows of the roll-up ingest runs beside")
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres", help="an admin URL")
     args = parser.parse_args()
 
@@ -116,14 +161,31 @@ def main() -> None:
         slots = iter(range(1000))
         analyse_s, (stored, _) = _timed(f"analysis of {args.rows:,} predictions from roll-ups",
                                         lambda: analyze(db, record.id, f"bench-{next(slots)}"), repeat=3)
+
+        # ingest beside a roll-up of --ingest-rows more predictions
+        extra = args.ingest_rows
+        _load(db, record, *models, args.rows + 1, args.rows + extra)
+        t = time.perf_counter()
+        latencies, during = _ingest_during(db, record, models[0], lambda: run_rollup(db))
+        during_s = time.perf_counter() - t
         with db.engine.connect() as conn:
             buckets = conn.execute(sa.text("SELECT count(*) FROM rollups")).scalar()
+            totals = conn.execute(sa.text("SELECT count(*) FROM rollup_totals")).scalar()
+        print(f"roll-up of {during.predictions:,} rows beside ingest{'':<18} {during_s:>10.3f} s")
         print()
-        print(f"roll-up buckets read per analysis: {buckets:,} (hour x arm); decision {stored.decision}")
+        print(f"first roll-up: {first.predictions / first_s:,.0f} rows/s in {first.transactions} transactions "
+              f"(full scan: {bulk / scan_s:,.0f} rows/s; roll-up takes {first_s / scan_s:.1f}x the scan)")
+        print(f"newest 1%: {inc_s * 1000:,.0f} ms ({newest / inc_s:,.0f} rows/s)")
+        print(f"analysis: {analyse_s * 1000:,.1f} ms, reading {totals} phase totals (the roll-up keeps {buckets:,} hour buckets)"
+              f"; decision {stored.decision}")
         print(f"  {stored.explanation}")
         print(f"each look, analysis from roll-ups vs a full scan: {scan_s / analyse_s:,.0f}x faster")
         print(f"scheduled run (newest 1% roll-up + analysis) vs full scan: {scan_s / (inc_s + analyse_s):,.1f}x faster")
+        print(f"ingest during a {during.predictions:,}-row roll-up: {len(latencies):,} batches of 20 "
+              f"(predictions and outcomes), p50 {_percentile(latencies, 0.5):.1f} ms, p99 {_percentile(latencies, 0.99):.1f} ms, "
+              f"max {max(latencies):.1f} ms")
         assert inc.predictions == newest and first.predictions == bulk and len(groups) > 0
+        assert during.predictions >= extra
     finally:
         db.dispose()
         drop_database(args.database, url)

@@ -35,12 +35,15 @@ class ArmTotals:
 
 
 def phase_totals(session, experiment_id: int, phase: int) -> dict[str, dict[str, Any]]:
-    """Sum of every bucket of this phase, per arm."""
-    from service.analytics.rollup import empty_stats, merge_stats
+    """Sum of every bucket of this phase, per arm: read pre-merged (the roll-up keeps the phase
+    totals), so a look reads two rows however long the experiment has run."""
+    from service.analytics.rollup import empty_stats
 
-    totals = {"champion": empty_stats(), "challenger": empty_stats()}
-    for row in rollup_store.buckets_for(session, experiment_id, phase):
-        totals[row.arm] = merge_stats(totals[row.arm], row.stats)
+    stored = rollup_store.load_totals(session, experiment_id, phase)
+    totals = {}
+    for arm in ("champion", "challenger"):
+        total = stored.get((phase, arm), {})
+        totals[arm] = {**empty_stats(), **total} if total else empty_stats()  # stored whole by the roll-up
     return totals
 
 
@@ -66,7 +69,11 @@ def _arm(totals: dict[str, Any], exposures: int) -> ArmData:
 
 def experiment_data(session, record: ExperimentRecord, looks: tuple[float, ...]) -> tuple[ExperimentData, dict[str, Any]]:
     totals = phase_totals(session, record.id, record.current_phase)
-    if record.mode == "ab":
+    if record.mode == "ab" and all("exposures" in totals[arm] for arm in ("champion", "challenger")):
+        # kept by the roll-up in the phase totals: a look never counts units
+        exposures = {arm: totals[arm]["exposures"] for arm in ("champion", "challenger")}
+        crossover = totals["champion"]["units_in_both_arms"]
+    elif record.mode == "ab":  # totals written without unit counts (seeded by hand): count them
         units = rollup_store.exposure_counts(session, record.id, record.current_phase)
         exposures = {arm: units.get(arm, 0) for arm in ("champion", "challenger")}
         crossover = rollup_store.crossover_units(session, record.id, record.current_phase)

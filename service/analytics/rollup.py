@@ -1,25 +1,42 @@
-"""The roll-up: fold new predictions and outcomes into per (experiment, phase, arm, hour) statistics.
+"""The roll-up: new predictions and outcomes into per (experiment, phase, arm, hour) statistics,
+computed by the database in set-based SQL (service/store/rollups.py); Python merges buckets, never rows.
 
-Exactly-once by construction: a (prediction, outcome) pair is counted in the run where the later
-of the two first falls at or below the watermarks, so a late outcome still counts, once, in its
-prediction's bucket.  The watermark rows are locked for the whole transaction, so two workers (or a
-redelivered task) serialise, and the second finds nothing new.
+Exactly-once by construction: within an experiment, a (prediction, outcome) pair is counted in the
+transaction where the later of the two first falls at or below the experiment's watermarks, so a
+late outcome still counts, once, in its prediction's bucket.  Each transaction covers at most
+``batch_rows`` predictions (and as many outcome ids), locks only its experiment's watermark rows and
+advances them with the buckets and the phase totals it changed.  Workers take different experiments
+(``SKIP LOCKED``); nothing here takes a lock an event writer waits on.
+
+A row whose numbers cannot be summed (NaN, an infinity, a magnitude above ``MAX_ABS``) is skipped and
+counted in its bucket's ``skipped``; it never stops a roll-up.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import random
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from analysis.sketch import LatencySketch
+from analysis.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_VALUE, LatencySketch
 from service.store import rollups as store
 from service.store.database import Database
+from service.store.rollups import Marks, Window
+
+log = logging.getLogger("frugal.rollup")
 
 MOMENTS = ("latency", "inference", "cost", "quality", "paired")
-COUNTS = ("predictions", "served", "fallbacks", "cache_hits", "outcomes", "latency_slow")
+COUNTS = ("predictions", "served", "fallbacks", "cache_hits", "outcomes", "latency_slow", "skipped")
+EXPOSURE_KEYS = ("exposures", "units_in_both_arms")  # phase totals only: distinct units of the arm, units in both arms
+BATCH_ROWS = 1_000_000  # prediction ids per transaction: bounds each transaction's time and its lock on one experiment
+STATEMENT_TIMEOUT_S = 300.0  # a transaction's statements on a loaded host: far above the seconds a batch takes
+LOCK_TIMEOUT_S = 5.0  # the roll-up's own locks (watermark rows when waiting for another worker's batch, buckets)
+WAIT_TIMEOUT_S = 120.0  # how long a roll-up that must catch an experiment up waits for another worker's batch
 
 
 def empty_stats() -> dict[str, Any]:
@@ -42,7 +59,7 @@ def merge_stats(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def quality_value(kind: str, prediction: float | None, label: str | None, outcome: float) -> float | None:
-    """The per-request quality value the experiment's metric defines."""
+    """The per-request quality value the experiment's metric defines (in SQL: store.quality_sql)."""
     if kind == "outcome":
         return float(outcome)
     if prediction is None:
@@ -59,127 +76,176 @@ def _label(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-_HOURS: dict[tuple, datetime] = {}
+@dataclass(frozen=True)
+class RollupResult:
+    """What one run did: rows read, buckets touched, transactions, and what it skipped."""
+
+    predictions: int  # prediction rows read (skipped ones included)
+    late_outcomes: int  # outcome pairs whose prediction was counted in an earlier transaction
+    paired: int  # shadow pairs counted
+    buckets: int  # (bucket, transaction) merges
+    skipped: int  # rows and pairs left out: a value out of range (see store.MAX_ABS)
+    transactions: int
+    experiments: int  # experiments this run advanced
+    busy: int  # experiments left to another worker that was rolling them up
+    upto: tuple[int, int]  # the prediction and outcome ids this run read up to
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"predictions": self.predictions, "late_outcomes": self.late_outcomes, "paired": self.paired,
+                "buckets": self.buckets, "skipped": self.skipped, "transactions": self.transactions,
+                "experiments": self.experiments, "busy": self.busy, "upto": list(self.upto)}
 
 
-def _hour(ts: datetime) -> datetime:
-    """The UTC hour bucket of ``ts`` (naive), memoised: a roll-up asks for the same few hours millions of times."""
-    key = (ts.year, ts.month, ts.day, ts.hour, ts.utcoffset())
-    hour = _HOURS.get(key)
-    if hour is None:
-        naive = ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo is not None else ts
-        hour = naive.replace(minute=0, second=0, microsecond=0)
-        if len(_HOURS) > 100_000:
-            _HOURS.clear()
-        _HOURS[key] = hour
-    return hour
-
-
-def _add(m: dict[str, float], x: float) -> None:
-    m["n"] += 1
-    m["sum"] += x
-    m["sum_sq"] += x * x
+@dataclass
+class _Tally:
+    predictions: int = 0
+    late: int = 0
+    paired: int = 0
+    buckets: int = 0
+    skipped: int = 0
+    transactions: int = 0
 
 
 @dataclass(frozen=True)
-class RollupResult:
-    predictions: int
-    late_outcomes: int
-    paired: int
-    buckets: int
-    watermarks: tuple[int, int]
+class _Experiment:
+    id: int
+    mode: str
+    quality: str
+    slo_ms: float | None
 
 
-def run_rollup(db: Database) -> RollupResult:
-    now = datetime.now(timezone.utc)
+def run_rollup(db: Database, *, experiment_ids: list[int] | None = None, wait: bool = False,
+               batch_rows: int = BATCH_ROWS, max_seconds: float | None = None) -> RollupResult:
+    """Roll every experiment (or ``experiment_ids``) up to what is committed now.
+
+    ``wait``: wait for another worker's batch on the same experiment instead of skipping it (an
+    on-demand analysis wants its experiment caught up).  ``max_seconds``: stop starting batches after
+    this long (the rest is left for the next run; nothing is half done).
+    """
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    started = time.monotonic()
+    upto = store.committed_max_ids(db.engine)
     with db.unit_of_work() as session:
-        marks = store.lock_watermarks(session, now)
-        wp_old, wo_old = marks["predictions"], marks["outcomes"]
-        wp_new, wo_new = store.committed_max_ids(session)
-        if wp_new <= wp_old and wo_new <= wo_old:
-            return RollupResult(0, 0, 0, 0, (wp_old, wo_old))
-        fresh = store.new_predictions(session, wp_old, wp_new, wo_new) if wp_new > wp_old else []
-        late = store.late_outcome_pairs(session, wo_old, wo_new, wp_old) if wo_new > wo_old else []
-        experiments = store.experiment_settings(session, {r.experiment_id for r in fresh} | {r.experiment_id for r in late})
+        found = [_Experiment(i, mode, definition["metric"]["quality"],
+                             ((definition.get("guardrails") or {}).get("latency") or {}).get("threshold_ms"))
+                 for i, mode, definition in store.experiments(session)
+                 if experiment_ids is None or i in experiment_ids]
+    with db.unit_of_work() as session:
+        store.ensure_marks(session, [e.id for e in found], datetime.now(timezone.utc))
+    random.shuffle(found)  # workers starting together spread over the experiments instead of queueing on one
+    tally, advanced, busy = _Tally(), 0, 0
+    for experiment in found:
+        outcome = _catch_up(db, experiment, upto, tally, wait=wait, batch_rows=batch_rows,
+                            deadline=None if max_seconds is None else started + max_seconds)
+        advanced += outcome == "advanced"
+        busy += outcome == "busy"
+    if tally.skipped:
+        log.warning("roll-up skipped %d rows with values out of range (counted in each bucket's 'skipped')", tally.skipped)
+    return RollupResult(tally.predictions, tally.late, tally.paired, tally.buckets, tally.skipped, tally.transactions,
+                        advanced, busy, upto)
 
-        deltas: dict[tuple, dict[str, Any]] = defaultdict(empty_stats)
-        latencies: dict[tuple, list[float]] = defaultdict(list)
 
-        def definition(exp_id: int) -> dict[str, Any]:
-            return experiments[exp_id]["definition"]
+def _catch_up(db: Database, experiment: _Experiment, upto: tuple[int, int], tally: _Tally, *, wait: bool,
+              batch_rows: int, deadline: float | None) -> str:
+    """Batches of one experiment until it reaches ``upto``: "advanced", "current", or "busy"."""
+    result = "current"
+    while deadline is None or time.monotonic() < deadline:
+        now = datetime.now(timezone.utc)
+        with db.unit_of_work() as session:
+            store.limit_time(session, STATEMENT_TIMEOUT_S, WAIT_TIMEOUT_S if wait else LOCK_TIMEOUT_S)
+            old = store.claim(session, experiment.id, now, wait=wait)
+            if old is None:
+                return "busy"
+            if not store.pending(session, experiment.id, old, upto):
+                return result
+            store.limit_time(session, STATEMENT_TIMEOUT_S, LOCK_TIMEOUT_S)
+            store.tune_for_aggregates(session)
+            p_new = store.batch_end(session, experiment.id, old.predictions, upto[0], batch_rows) \
+                if old.predictions < upto[0] else old.predictions
+            o_new = upto[1] if old.predictions == 0 else min(upto[1], old.outcomes + batch_rows)
+            window = Window(experiment.id, old, Marks(max(p_new, old.predictions), max(o_new, old.outcomes)))
+            _fold(session, experiment, window, tally, now)
+            store.set_marks(session, experiment.id, window.new, now)
+            tally.transactions += 1
+        result = "advanced"
+    return result
 
-        slos = {e: ((s["definition"].get("guardrails") or {}).get("latency") or {}).get("threshold_ms")
-                for e, s in experiments.items()}
-        for r in fresh:
-            key = (r.experiment_id, r.phase, r.arm, _hour(r.created_at))
-            d = deltas[key]
-            d["predictions"] += 1
-            d["served"] += int(r.served)
-            d["fallbacks"] += int(r.fallback_reason is not None)
-            d["cache_hits"] += int(r.cache_hit)
-            _add(d["latency"], r.latency_ms)
-            _add(d["inference"], r.inference_ms)
-            _add(d["cost"], r.cost)
-            latencies[key].append(r.latency_ms)
-            slo = slos[r.experiment_id]
-            if slo is not None and r.latency_ms > slo:
-                d["latency_slow"] += 1
-        for r in list(fresh) + list(late):
-            if r.outcome is None:
-                continue
-            metric = definition(r.experiment_id)["metric"]
-            value = quality_value(metric["quality"], r.prediction, r.label, r.outcome)
-            if value is None:
-                continue
-            key = (r.experiment_id, r.phase, r.arm, _hour(r.created_at))
-            deltas[key]["outcomes"] += 1
-            _add(deltas[key]["quality"], value)
 
-        paired = _paired(session, experiments, fresh, late, wp_old, wo_old, wp_new, deltas)
-
-        for key, values in latencies.items():
-            sketch = LatencySketch()
-            sketch.add_many(values)
+def _fold(session, experiment: _Experiment, w: Window, tally: _Tally, now: datetime) -> None:
+    """Aggregate the window in SQL, then merge the deltas into the buckets and the phase totals."""
+    deltas: dict[store.BucketKey, dict[str, Any]] = defaultdict(empty_stats)
+    if w.new.predictions > w.old.predictions:
+        aggregates, bins = store.new_predictions(session, w, experiment.quality, experiment.slo_ms, _LOG_GAMMA, MIN_VALUE)
+        for a in aggregates:
+            d = deltas[(a.phase, a.arm, a.hour)]
+            d.update(predictions=a.predictions, served=a.served, fallbacks=a.fallbacks, cache_hits=a.cache_hits,
+                     latency_slow=a.latency_slow, outcomes=a.outcomes, skipped=a.skipped)
+            d["latency"] = {"n": a.predictions, "sum": a.latency_sum, "sum_sq": a.latency_sum_sq}
+            d["inference"] = {"n": a.predictions, "sum": a.inference_sum, "sum_sq": a.inference_sum_sq}
+            d["cost"] = {"n": a.predictions, "sum": a.cost_sum, "sum_sq": a.cost_sum_sq}
+            d["quality"] = {"n": a.outcomes, "sum": a.quality_sum, "sum_sq": a.quality_sum_sq}
+            tally.predictions += a.rows
+            tally.skipped += a.skipped
+        sketches: dict[store.BucketKey, LatencySketch] = defaultdict(LatencySketch)
+        for b in bins:
+            sketch = sketches[(b.phase, b.arm, b.hour)]
+            if b.index is None:
+                sketch.zero += b.count
+            else:
+                sketch.bins[b.index] = sketch.bins.get(b.index, 0) + b.count
+        for key, sketch in sketches.items():
             deltas[key]["latency_sketch"] = sketch.to_dict()
+        exposures = store.add_exposures(session, experiment.id, w.old.predictions, w.new.predictions, now)
+    else:
+        exposures = store.NewExposures({}, {})
+    for a in store.late_outcomes(session, w, experiment.quality):
+        d = deltas[(a.phase, a.arm, a.hour)]
+        d["outcomes"] += a.n
+        d["quality"] = _add(d["quality"], a)
+        d["skipped"] += a.skipped
+        tally.late += a.rows
+        tally.skipped += a.skipped
+    if experiment.mode == "shadow":
+        for a in store.paired_differences(session, w, experiment.quality):
+            d = deltas[(a.phase, a.arm, a.hour)]
+            d["paired"] = _add(d["paired"], a)
+            tally.paired += a.n
+    if not deltas:
+        return
+    existing = store.load_buckets(session, experiment.id, deltas)
+    store.upsert_buckets(session, experiment.id, {k: merge_stats(existing[k], d) if k in existing else merge_stats(empty_stats(), d)
+                                                  for k, d in deltas.items()}, now)
+    by_phase: dict[tuple[int, str], dict[str, Any]] = {}
+    for (phase, arm, _), d in deltas.items():
+        by_phase[(phase, arm)] = merge_stats(by_phase.get((phase, arm), empty_stats()), d)
+    totals = store.load_totals(session, experiment.id)
+    for phase, n in exposures.both_arms.items():  # both arms' totals keep the phase's units in both arms
+        for key in ((phase, "champion"), (phase, "challenger")):
+            if n and key in totals and key not in by_phase:
+                by_phase[key] = empty_stats()
+    merged = {}
+    for key, d in by_phase.items():
+        old = totals.get(key, empty_stats())
+        merged[key] = merge_stats(old, d) | _exposures(session, experiment.id, key, old, exposures)
+    store.upsert_totals(session, experiment.id, merged, now)
+    tally.buckets += len(deltas)
 
-        existing = store.load_buckets(session, set(deltas))
-        for key, delta in deltas.items():
-            row = existing.get((key[0], key[1], key[2], key[3]))
-            store.save_bucket(session, row, key, merge_stats(row.stats, delta) if row else merge_stats(empty_stats(), delta), now)
-        if wp_new > wp_old:
-            store.add_exposures(session, wp_old, wp_new, now)
-        store.set_watermarks(session, max(wp_new, wp_old), max(wo_new, wo_old), now)
-        return RollupResult(len(fresh), len(late), paired, len(deltas), (wp_new, wo_new))
+
+def _exposures(session, experiment_id: int, key: tuple[int, str], old: dict[str, Any],
+               new: store.NewExposures) -> dict[str, int]:
+    """A phase total's distinct units (its arm) and units seen in both arms (its phase): what it had
+    plus what this window recorded, or counted from ``exposures`` when the total has none yet."""
+    phase, arm = key
+    if all(k in old for k in EXPOSURE_KEYS):
+        return {"exposures": old["exposures"] + new.units.get(key, 0),
+                "units_in_both_arms": old["units_in_both_arms"] + new.both_arms.get(phase, 0)}
+    units, both = store.exposure_totals(session, experiment_id, phase)
+    return {"exposures": units.get(arm, 0), "units_in_both_arms": both}
 
 
-def _paired(session, experiments, fresh, late, wp_old, wo_old, wp_new, deltas) -> int:
-    """Shadow experiments: challenger-minus-champion quality per request, counted once when the
-    request's last piece (either prediction row or the outcome) has been rolled up."""
-    shadow = {e for e, s in experiments.items() if s["mode"] == "shadow"}
-    request_ids = sorted({r.request_id for r in list(fresh) + list(late) if r.experiment_id in shadow})
-    if not request_ids:
-        return 0
-    rows = store.shadow_partners(session, request_ids, wp_new)
-    outcomes = {r.request_id: (r.outcome, r.outcome_id) for r in list(fresh) + list(late) if r.outcome is not None}
-    by_request: dict[str, dict[str, Any]] = defaultdict(dict)
-    for r in rows:
-        if r.experiment_id in shadow:
-            by_request[r.request_id][r.arm] = r
-    count = 0
-    for request_id, arms in by_request.items():
-        if "champion" not in arms or "challenger" not in arms or request_id not in outcomes:
-            continue
-        outcome, outcome_id = outcomes[request_id]
-        max_pid = max(arms["champion"].id, arms["challenger"].id)
-        if max_pid <= wp_old and outcome_id <= wo_old:
-            continue  # counted in an earlier run
-        chall, champ = arms["challenger"], arms["champion"]
-        metric = experiments[chall.experiment_id]["definition"]["metric"]
-        a = quality_value(metric["quality"], chall.prediction, chall.label, outcome)
-        b = quality_value(metric["quality"], champ.prediction, champ.label, outcome)
-        if a is None or b is None:
-            continue
-        key = (chall.experiment_id, chall.phase, "challenger", _hour(chall.created_at))
-        _add(deltas[key]["paired"], a - b)
-        count += 1
-    return count
+_LOG_GAMMA = math.log((1 + DEFAULT_RELATIVE_ACCURACY) / (1 - DEFAULT_RELATIVE_ACCURACY))  # as LatencySketch._index
+
+
+def _add(m: dict[str, float], a: store.QualityAggregate) -> dict[str, float]:
+    return {"n": m["n"] + a.n, "sum": m["sum"] + a.total, "sum_sq": m["sum_sq"] + a.total_sq}

@@ -278,8 +278,22 @@ class Rollup(Base):
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
 
 
+class RollupTotal(Base):
+    """Every bucket of a phase merged, per (experiment, phase, arm): what analysis reads, so a look
+    costs the same on day 1 and day 300.  The roll-up adds to it in the transaction that adds to the buckets."""
+
+    __tablename__ = "rollup_totals"
+    __table_args__ = (sa.CheckConstraint(_in("arm", ARMS), name="arm"),)
+
+    experiment_id: Mapped[int] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True)
+    phase: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
+    arm: Mapped[str] = mapped_column(sa.String(10), primary_key=True)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
 class Watermark(Base):
-    """How far the roll-up has read each event stream (by id)."""
+    """How far the roll-up has read each event stream (by id), per experiment: "predictions:<id>", "outcomes:<id>"."""
 
     __tablename__ = "watermarks"
 

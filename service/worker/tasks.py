@@ -14,6 +14,7 @@ from service.runtime import runtime
 
 log = logging.getLogger("frugal.tasks")
 TRANSIENT = (ServiceUnavailable, ConnectionError, TimeoutError)
+ROLLUP_BUDGET_S = 180.0  # stop starting roll-up batches well inside the task's 240 s soft limit
 
 
 @shared_task(name="frugal.ping")
@@ -27,12 +28,11 @@ def ping(payload: str) -> dict:
 
 @shared_task(name="frugal.rollup", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5, soft_time_limit=240, time_limit=300)
 def rollup() -> dict:
-    """Fold new events into roll-ups (idempotent: watermarks are locked and advanced in one transaction)."""
+    """Roll new events up (idempotent: each batch locks its experiment's watermarks and advances them
+    in the transaction that adds to the buckets; experiments another worker holds are left to it)."""
     from service.analytics.rollup import run_rollup
 
-    result = run_rollup(runtime().db)
-    return {"predictions": result.predictions, "late_outcomes": result.late_outcomes, "paired": result.paired,
-            "buckets": result.buckets, "watermarks": list(result.watermarks)}
+    return run_rollup(runtime().db, max_seconds=ROLLUP_BUDGET_S).to_dict()
 
 
 @shared_task(name="frugal.analyze_all", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
@@ -43,7 +43,7 @@ def analyze_all(slot: str | None = None) -> dict:
 
     rt = runtime()
     slot = slot or _slot(rt.settings.analysis_interval_s)
-    run_rollup(rt.db)
+    run_rollup(rt.db, max_seconds=ROLLUP_BUDGET_S)
     with rt.db.unit_of_work() as session:
         running = [r.id for r in experiment_store.all_records(session) if r.state == "running"]
     for experiment_id in running:
@@ -60,8 +60,8 @@ def analyze_experiment(self, experiment_id: int, slot: str | None = None, rollup
     from service.analytics.rollup import run_rollup
 
     rt = runtime()
-    if rollup_first:
-        run_rollup(rt.db)
+    if rollup_first:  # this experiment caught up, waiting for a batch another worker is running on it
+        run_rollup(rt.db, experiment_ids=[experiment_id], wait=True)
     slot = slot or f"task:{self.request.id}"
     analysis, created = analyze(rt.db, experiment_id, slot)
     taken = actions.act(rt.db, analysis) if created else []

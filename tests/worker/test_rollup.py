@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from service.analytics.rollup import run_rollup
+from service.store.rollups import hold_ingest_lock_shared
 from service.store.tables import Outcome, Prediction, Rollup
 from tests.worker.conftest import record_models, start_experiment
 
@@ -66,6 +67,7 @@ def _round(rng: random.Random, db, ab, shadow, champion, challenger, state: dict
             keep.append(request_id)  # its outcome may come in a later round (late), or never
     state["pending"] = keep
     with db.unit_of_work() as session:
+        hold_ingest_lock_shared(session)  # as the event writers do: the roll-up's barrier waits for them
         if predictions:
             session.execute(sa.insert(Prediction), predictions)
         if outcomes:
