@@ -1,10 +1,11 @@
 """One decision from every component: an intersection–union rule.
 
-* **PROMOTE** only when quality is non-inferior, the latency SLO holds and the challenger is
-  cheaper, each shown at level alpha.  The null of "safe to promote" is the *union* of the three
+* **PROMOTE** only when quality is non-inferior, the latency SLO holds, the challenger's failure
+  rate (errors and deadline overruns, each answered by the champion instead) is below its limit and
+  the challenger is cheaper, each shown at level alpha.  The null of "safe to promote" is the *union* of the three
   component nulls, so an intersection–union test at alpha needs no split of alpha (Berger 1982).
-* **REJECT** as soon as a harm bound is crossed: quality worse than the margin, the SLO violated, or
-  the challenger dearer when it must be cheaper.  The alarms share one alpha budget (Bonferroni:
+* **REJECT** as soon as a harm bound is crossed: quality worse than the margin, the SLO violated, the
+  challenger failing more often than its limit, or the challenger dearer when it must be cheaper.  The alarms share one alpha budget (Bonferroni:
   alpha / number of alarms), so the chance of any false alarm over the whole run is at most alpha.
 * **FUTILE** when non-inferiority can no longer be reached within the planned horizon.
 * **UNHEALTHY** on a sample-ratio mismatch or missing outcomes: the other numbers cannot be trusted.
@@ -25,7 +26,7 @@ import numpy as np
 from analysis import sequential
 from analysis.cost import compare_costs
 from analysis.health import coverage_difference_p, srm
-from analysis.latency import quantile_difference, quantile_summary, slo_test
+from analysis.latency import quantile_difference, quantile_summary, slo_log_e_value, slo_test
 from analysis.quality import effect, test_quality
 from analysis.sketch import LatencySketch
 from analysis.sufficient import Moments
@@ -45,6 +46,7 @@ class ArmData:
     latency_n: int = 0
     latency_slow: int = 0
     cost: Moments = field(default_factory=Moments)
+    fallbacks: int = 0                      # predictions the champion answered because this arm failed or overran
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class DecisionConfig:
     latency_threshold_ms: float | None = None
     latency_max_share: float | None = None
     cost_must_be_lower: bool = True
+    failure_max_share: float | None = 0.01  # challenger errors + deadline overruns; None: not a guardrail
     srm_alpha: float = 0.001
     min_sample: int = 200                   # information units before quality may decide anything
     min_outcome_coverage: float = 0.05
@@ -82,6 +85,8 @@ class DecisionConfig:
             raise ValueError("alpha must be in (0, 0.5)")
         if self.margin <= 0:
             raise ValueError("the margin must be > 0")
+        if self.failure_max_share is not None and not 0 < self.failure_max_share < 1:
+            raise ValueError("failure_max_share must be in (0, 1)")
         if self.method not in ("asymptotic_cs", "msprt", "gsd_obf", "gsd_pocock", "fixed"):
             raise ValueError(f"unknown method {self.method!r}")
 
@@ -189,6 +194,35 @@ def _latency(data: ExperimentData, cfg: DecisionConfig, alpha_harm: float) -> di
             "explanation": f"latency: not yet shown: {share} slow against a limit of {slo} (p = {_fmt(test.p_holds, '.2g')})"}
 
 
+def _failures(data: ExperimentData, cfg: DecisionConfig, alpha_harm: float) -> dict[str, Any]:
+    """The challenger's failure rate: requests it errored on or overran its deadline for (the champion
+    answered them).  The same always-valid beta-binomial test as the latency SLO, on the share of
+    failed requests against ``failure_max_share``."""
+    ch = data.challenger
+    n, failed = ch.predictions, min(ch.fallbacks, ch.predictions)
+    share = failed / n if n else None
+    out: dict[str, Any] = {"failed": failed, "predictions": n, "share": share,
+                           "champion_failed": data.champion.fallbacks, "max_share": cfg.failure_max_share}
+    seen = (f"{failed} of {n} challenger requests ({_fmt(100 * share, '.2f')}%) failed or overran their deadline "
+            f"and were answered by the champion") if n else "no challenger requests yet"
+    if cfg.failure_max_share is None:
+        return {**out, "status": "not_required", "explanation": f"failures: {seen} (not a guardrail)"}
+    limit = f"limit {_fmt(100 * cfg.failure_max_share, 'g')}%"
+    if not n:
+        return {**out, "status": "continue", "p_value": 1.0, "explanation": f"failures: {seen}"}
+    p_holds = math.exp(min(0.0, -slo_log_e_value(failed, n, cfg.failure_max_share, show_below=True)))
+    p_violated = math.exp(min(0.0, -slo_log_e_value(failed, n, cfg.failure_max_share, show_below=False)))
+    out.update({"p_value": p_holds, "p_harm": p_violated})
+    if p_violated <= alpha_harm:
+        return {**out, "status": "harm",
+                "explanation": f"failures: TOO MANY: {seen} ({limit}; p = {_fmt(p_violated, '.2g')})"}
+    if p_holds <= cfg.alpha:
+        return {**out, "status": "holds",
+                "explanation": f"failures: below the limit: {seen} ({limit}; always-valid p = {_fmt(p_holds, '.2g')})"}
+    return {**out, "status": "continue",
+            "explanation": f"failures: not yet shown below the limit: {seen} ({limit}; p = {_fmt(p_holds, '.2g')})"}
+
+
 def _cost(data: ExperimentData, cfg: DecisionConfig, alpha_harm: float) -> dict[str, Any]:
     cmp = compare_costs(data.champion.cost, data.challenger.cost)
     if cmp is None:
@@ -257,28 +291,37 @@ def _health(data: ExperimentData, cfg: DecisionConfig) -> dict[str, Any]:
 
 # -- the rule ----------------------------------------------------------------------------------
 
+GUARDS = ("quality", "latency", "failures", "cost")
+_MET = ("non_inferior", "holds", "lower", "not_required")
+
+
 def decide(data: ExperimentData, config: DecisionConfig) -> Decision:
-    alarms = 1 + (config.latency_threshold_ms is not None) + bool(config.cost_must_be_lower)
+    alarms = (1 + (config.latency_threshold_ms is not None) + (config.failure_max_share is not None)
+              + bool(config.cost_must_be_lower))
     alpha_harm = config.alpha / alarms
     components = {"quality": _quality(data, config, alpha_harm), "latency": _latency(data, config, alpha_harm),
-                  "cost": _cost(data, config, alpha_harm), "health": _health(data, config)}
-    q, lat, cost, health = (components[k]["status"] for k in ("quality", "latency", "cost", "health"))
-    if health != "ok":
-        decision, why = "UNHEALTHY", components["health"]["explanation"]
-    elif "harm" in (q, lat, cost):
-        decision = "REJECT"
-        why = "; ".join(components[k]["explanation"] for k in ("quality", "latency", "cost")
-                        if components[k]["status"] == "harm")
-    elif q == "non_inferior" and lat in ("holds", "not_required") and cost in ("lower", "not_required"):
-        decision, why = "PROMOTE", "every promotion condition holds at level " + f"{config.alpha:g}"
-    elif q == "futile":
-        decision, why = "FUTILE", components["quality"]["explanation"]
+                  "failures": _failures(data, config, alpha_harm), "cost": _cost(data, config, alpha_harm),
+                  "health": _health(data, config)}
+    status = {k: components[k]["status"] for k in components}
+    cited: list[str] = []     # components whose sentence is the reason; not repeated after it
+    if status["health"] != "ok":
+        decision, cited = "UNHEALTHY", ["health"]
+    elif "harm" in (status[k] for k in GUARDS):
+        decision, cited = "REJECT", [k for k in GUARDS if status[k] == "harm"]
+    elif status["quality"] == "non_inferior" and all(status[k] in _MET for k in GUARDS[1:]):
+        decision = "PROMOTE"
+    elif status["quality"] == "futile":
+        decision, cited = "FUTILE", ["quality"]
     else:
-        waiting = [k for k, s in (("quality", q), ("latency", lat), ("cost", cost))
-                   if s not in ("non_inferior", "holds", "lower", "not_required")]
-        decision, why = "CONTINUE", "waiting on " + ", ".join(waiting)
+        decision = "CONTINUE"
+    if cited:
+        why = "; ".join(components[k]["explanation"] for k in cited)
+    elif decision == "PROMOTE":
+        why = "every promotion condition holds at level " + f"{config.alpha:g}"
+    else:
+        why = "waiting on " + ", ".join(k for k in GUARDS if status[k] not in _MET)
     explanation = f"{decision}: {why}. " + " ".join(components[k]["explanation"] + "."
-                                                   for k in ("quality", "latency", "cost", "health"))
+                                                   for k in (*GUARDS, "health") if k not in cited)
     q_info = components["quality"].get("information_n") or 0
     parameters = {"alpha": config.alpha, "alpha_harm": alpha_harm, "harm_alarms": alarms, "power": config.power,
                   "margin": config.margin, "margin_type": config.margin_type, "method": config.method,
@@ -288,7 +331,7 @@ def decide(data: ExperimentData, config: DecisionConfig) -> Decision:
               "paired_quality": data.paired_quality.to_dict() if data.paired_quality is not None else None,
               "arms": {name: {"exposures": a.exposures, "predictions": a.predictions, "outcomes": a.outcomes,
                               "quality": a.quality.to_dict(), "cost": a.cost.to_dict(), "latency_n": a.latency_n,
-                              "latency_slow": a.latency_slow,
+                              "latency_slow": a.latency_slow, "fallbacks": a.fallbacks,
                               "latency_sketch": a.latency.to_dict() if a.latency is not None else None}
                        for name, a in (("champion", data.champion), ("challenger", data.challenger))}}
     return Decision(decision, explanation, config.method, parameters, inputs, components)
@@ -299,9 +342,10 @@ def replay(inputs: dict[str, Any], config: dict[str, Any]) -> Decision:
     def arm(d: dict) -> ArmData:
         sketch = LatencySketch.from_dict(d["latency_sketch"]) if d.get("latency_sketch") else None
         return ArmData(d["exposures"], d["predictions"], d["outcomes"], Moments.from_dict(d["quality"]), sketch,
-                       d["latency_n"], d["latency_slow"], Moments.from_dict(d["cost"]))
+                       d["latency_n"], d["latency_slow"], Moments.from_dict(d["cost"]), int(d.get("fallbacks", 0)))
 
     paired = Moments.from_dict(inputs["paired_quality"]) if inputs.get("paired_quality") else None
     data = ExperimentData(inputs["mode"], arm(inputs["arms"]["champion"]), arm(inputs["arms"]["challenger"]), paired,
                           tuple(inputs["expected_weights"]), inputs["units_in_both_arms"], tuple(inputs["looks"]))
-    return decide(data, DecisionConfig(**config))
+    # an analysis stored before the failure guardrail existed was decided without it
+    return decide(data, DecisionConfig(**{"failure_max_share": None, **config}))

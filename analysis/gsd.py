@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal, Sequence
 
 import numpy as np
 from scipy import optimize, stats
 
-__all__ = ["spent", "GroupSequentialDesign", "design", "constant_boundaries", "crossing_probabilities"]
+__all__ = ["spent", "GroupSequentialDesign", "design", "constant_boundaries", "crossing_probabilities",
+           "drift_for_power", "planned_fractions"]
 
 Spending = Literal["obf", "pocock", "power"]
 
@@ -60,7 +62,8 @@ def _simpson_weights(m: int, h: float) -> np.ndarray:
 class _Recursion:
     """Sub-density of the current look's Z on its continuation region, on a Simpson grid."""
 
-    def __init__(self, drift: float) -> None:
+    def __init__(self, drift: float, grid: int = _GRID) -> None:
+        self.grid = grid
         self.drift = drift  # theta with the final information normalised to 1: E[Z_k] = drift sqrt(t_k)
         self.t: float | None = None
         self.z = self.w = self.g = None
@@ -87,13 +90,14 @@ class _Recursion:
         lo, hi = max(a, centre - _TAIL), min(b, centre + _TAIL)
         if hi <= lo:
             hi = lo + 1e-9
-        z = np.linspace(lo, hi, _GRID)
-        w = _simpson_weights(_GRID, (hi - lo) / (_GRID - 1))
+        z = np.linspace(lo, hi, self.grid)
+        w = _simpson_weights(self.grid, (hi - lo) / (self.grid - 1))
         if self.t is None:
             g = stats.norm.pdf(z - centre)
         else:
             mean, sd, st = self._moments(t_next)
-            kernel = stats.norm.pdf((z[:, None] * st - mean[None, :]) / sd) * st / sd
+            x = (z[:, None] * st - mean[None, :]) / sd
+            kernel = np.exp(-0.5 * x * x) * (st / (sd * math.sqrt(2 * math.pi)))
             g = kernel @ (self.w * self.g)
         self.t, self.z, self.w, self.g = t_next, z, w, g
 
@@ -108,15 +112,16 @@ def _validate_fractions(fractions: Sequence[float]) -> np.ndarray:
 
 
 def crossing_probabilities(upper: Sequence[float], fractions: Sequence[float], lower: Sequence[float] | None = None,
-                           drift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                           drift: float = 0.0, grid: int = _GRID) -> tuple[np.ndarray, np.ndarray]:
     """Probability of first crossing the upper (and lower) boundary at each look.
 
-    ``lower=None`` means no lower boundary (one-sided).  ``drift`` = theta sqrt(I_max).
+    ``lower=None`` means no lower boundary (one-sided).  ``drift`` = theta sqrt(I_max).  ``grid``
+    (odd) is the Simpson points per look; a coarser grid serves many-look power calculations.
     """
     t = _validate_fractions(fractions)
     b = np.asarray(upper, dtype=float)
     a = np.full_like(b, -np.inf) if lower is None else np.asarray(lower, dtype=float)
-    rec = _Recursion(drift)
+    rec = _Recursion(drift, grid)
     up, down = np.zeros(t.size), np.zeros(t.size)
     for k in range(t.size):
         up[k] = rec.cross_upper(b[k], t[k])
@@ -153,12 +158,24 @@ def _solve(f, target: float) -> float:
 def design(fractions: Sequence[float], alpha: float = 0.025, spending: Spending = "obf", *, sides: int = 1,
            rho: float = 2.0, beta: float | None = None, drift: float | None = None,
            beta_spending: Spending | None = None) -> GroupSequentialDesign:
+    """See :func:`_design` (memoised: the decision asks for the same few designs again and again)."""
+    return _design(tuple(float(f) for f in fractions), alpha, spending, sides, rho, beta, drift, beta_spending)
+
+
+@lru_cache(maxsize=4096)
+def _design(fractions: tuple[float, ...], alpha: float, spending: Spending, sides: int, rho: float,
+            beta: float | None, drift: float | None, beta_spending: Spending | None) -> GroupSequentialDesign:
     """Efficacy boundaries for ``alpha`` (one-sided: upper only; two-sided: symmetric, alpha total).
+
+    Fractions are of the *planned maximum* information: alpha (and beta) are spent over the planned
+    maximum, so a design built from the looks reached so far (t < 1) has the same bounds at those looks
+    as the full design; only a look at t >= 1 is final.
 
     With ``beta`` (and the alternative's ``drift`` = theta sqrt(I_max)) it adds non-binding futility
     bounds from beta spending (one-sided designs): efficacy bounds ignore futility, so stopping for
     futility never inflates alpha, and the futility bounds give P(stop for futility at or before
-    look k | theta) = beta(t_k).  The last futility bound is set to the last efficacy bound.
+    look k | theta) = beta(t_k).  Only at the final look (t >= 1) is the futility bound the
+    efficacy bound; an interim look keeps its beta-spending bound, below the efficacy bound.
     """
     if sides not in (1, 2):
         raise ValueError("sides must be 1 or 2")
@@ -185,7 +202,7 @@ def design(fractions: Sequence[float], alpha: float = 0.025, spending: Spending 
         lower = []
         for k in range(t.size):
             increment = beta_cum[k] - (beta_cum[k - 1] if k else 0.0)
-            if k == t.size - 1:
+            if t[k] >= 1.0 - 1e-12:
                 a = upper[k]
             elif increment <= 1e-15:
                 a = -_MAX_Z
@@ -198,6 +215,42 @@ def design(fractions: Sequence[float], alpha: float = 0.025, spending: Spending 
             alt.advance(a, upper[k], t[k])
     return GroupSequentialDesign(tuple(float(x) for x in t), tuple(upper), None if lower is None else tuple(lower),
                                  alpha, sides, spending, tuple(float(c) for c in cum), with_futility)
+
+
+def planned_fractions(looks: int) -> tuple[float, ...]:
+    """Equally spaced planned looks k / K."""
+    if looks < 1:
+        raise ValueError("need at least one look")
+    return tuple(k / looks for k in range(1, looks + 1))
+
+
+def _power(fractions: tuple[float, ...], alpha: float, spending: Spending, power: float, drift: float,
+           futility: bool) -> float:
+    if futility:
+        d = design(fractions, alpha, spending, sides=1, beta=1 - power, drift=drift)
+    else:
+        d = design(fractions, alpha, spending, sides=1)
+    up, _ = crossing_probabilities(d.upper, fractions, d.lower, drift=drift)
+    return float(up.sum())
+
+
+@lru_cache(maxsize=256)
+def drift_for_power(fractions: tuple[float, ...], alpha: float, spending: Spending, power: float, *,
+                    futility: bool = True) -> float:
+    """The drift theta sqrt(I_max) at which the design reaches ``power``.
+
+    With ``futility`` the design's non-binding futility bounds (beta spending at that same drift)
+    are counted as stops, as the decision applies them: a run that crosses a futility bound first
+    does not show non-inferiority, even if it would have crossed the efficacy bound later.  The
+    planner sizes the maximum sample from this drift and the decision builds its futility bounds
+    from it, so the two agree.
+    """
+    fixed = float(stats.norm.isf(alpha) + stats.norm.isf(1 - power))
+    f = lambda x: _power(tuple(fractions), alpha, spending, power, x, futility) - power  # noqa: E731
+    hi = fixed + 1.0
+    while f(hi) < 0:
+        hi += 1.0
+    return float(optimize.brentq(f, fixed - 0.5, hi, xtol=1e-7))
 
 
 def constant_boundaries(fractions: Sequence[float], alpha: float, *, sides: int = 2,

@@ -65,10 +65,53 @@ def _days(n_per_arm: float, paired: bool, traffic_per_day: float | None, share: 
     return units / (traffic_per_day * share)
 
 
+def monitored_power(method: str, n_per_arm: float, *, margin: float, variance: float, alpha: float,
+                    alpha_harm: float, true_diff: float = 0.0, info_per_arm: int = 2, analyses: int = 50,
+                    min_sample: int = 200) -> float:
+    """P(PROMOTE on quality) for an always-valid method analysed ``analyses`` times up to a horizon of
+    ``n_per_arm``, with the decision's own rules (:func:`analysis.quality.test_quality`): show
+    non-inferiority when the lower bound clears the threshold; stop as futile when the harm bound's
+    upper end is below threshold + the horizon's half-width, or at the horizon.  Each rule is a
+    boundary on the z statistic that depends only on the look's sample, so the crossing
+    probabilities come from the same recursive integration as the group sequential designs."""
+    n_star = info_per_arm * n_per_arm
+    fractions = [k / analyses for k in range(1, analyses + 1)]
+    fractions = [t for t in fractions if info_per_arm * n_per_arm * t >= min_sample] or [1.0]
+    rho_harm = sequential.cs_rho(alpha_harm, n_star, one_sided=True)
+    if method == "asymptotic_cs":
+        rho = sequential.cs_rho(alpha, n_star, one_sided=True)
+
+        def halfwidth(var: float, n_info: float) -> float:
+            return sequential.cs_halfwidth_one_sided(var, n_info, alpha, rho)
+    else:
+        tau2 = sequential.msprt_tau2(variance / info_per_arm, n_star, alpha)
+
+        def halfwidth(var: float, n_info: float) -> float:
+            return -sequential.msprt_lower_bound(0.0, var, tau2, alpha)
+    planned_hw = halfwidth(variance / n_per_arm, n_star)
+    upper, lower = [], []
+    for t in fractions:
+        n = n_per_arm * t
+        se = math.sqrt(variance / n)
+        upper.append(halfwidth(se * se, info_per_arm * n) / se)
+        harm_hw = sequential.cs_halfwidth_one_sided(se * se, info_per_arm * n, alpha_harm, rho_harm)
+        lower.append(min((planned_hw - harm_hw) / se, upper[-1]))
+    lower[-1] = upper[-1]  # the horizon: non-inferior now or futile
+    drift = (true_diff + margin) * math.sqrt(n_per_arm / variance)
+    up, _ = gsd.crossing_probabilities(upper, fractions, lower, drift=drift, grid=201)
+    return float(up.sum())
+
+
 def plan(method: str, *, margin: float, variance: float, alpha: float = 0.05, power: float = 0.8,
          true_diff: float = 0.0, paired: bool = False, traffic_per_day: float | None = None, share: float = 1.0,
-         looks: int = 5) -> Plan:
-    """Sample size per arm (paired: requests) and duration for ``method``."""
+         looks: int = 5, analyses: int = 50, harm_alarms: int = 1, min_sample: int = 200) -> Plan:
+    """Sample size per arm (paired: requests) and duration for ``method``.
+
+    ``looks`` is a group sequential design's planned number of looks.  The always-valid methods are
+    planned for the way they are used: analysed ``analyses`` times (evenly) up to the horizon and
+    stopped by the decision's futility rule, so the power is that of the monitored experiment.
+    ``harm_alarms`` is how many harm alarms share alpha (quality, plus each configured guardrail).
+    """
     gap = true_diff + margin
     if gap <= 0:
         raise ValueError("non-inferiority cannot be shown when the true difference is at or below -margin")
@@ -78,37 +121,31 @@ def plan(method: str, *, margin: float, variance: float, alpha: float = 0.05, po
         n = math.ceil(n_fixed)
         return Plan(method, n, n, _days(n, paired, traffic_per_day, share))
     if method in ("gsd_obf", "gsd_pocock"):
-        fractions = [k / looks for k in range(1, looks + 1)]
-        d = gsd.design(fractions, alpha, "obf" if method == "gsd_obf" else "pocock", sides=1)
-
-        def power_at(drift: float) -> float:
-            up, _ = gsd.crossing_probabilities(d.upper, fractions, drift=drift)
-            return float(up.sum())
-
-        drift = optimize.brentq(lambda x: power_at(x) - power, za + zb - 1, za + zb + 3, xtol=1e-8)
+        # the decision stops for futility at the design's non-binding bounds, so the plan counts those
+        # stops: the drift is the one at which P(efficacy before futility) = power
+        fractions = gsd.planned_fractions(looks)
+        spending = "obf" if method == "gsd_obf" else "pocock"
+        drift = gsd.drift_for_power(fractions, alpha, spending, power)
+        d = gsd.design(fractions, alpha, spending, sides=1, beta=1 - power, drift=drift)
         n = math.ceil(n_fixed * (drift / (za + zb)) ** 2)
-        up, _ = gsd.crossing_probabilities(d.upper, fractions, drift=drift)
-        stop_by = [float(u) for u in up]
-        expected = sum(p * f * n for p, f in zip(stop_by, fractions)) + (1 - sum(stop_by)) * n
+        up, down = gsd.crossing_probabilities(d.upper, fractions, d.lower, drift=drift)
+        stops = [float(u + v) for u, v in zip(up, down)]
+        expected = sum(p * f * n for p, f in zip(stops, fractions)) + (1 - sum(stops)) * n
         return Plan(method, n, expected, _days(n, paired, traffic_per_day, share))
     if method in ("asymptotic_cs", "msprt"):
-        # units of information: n_info = n (paired) or 2n (unpaired); the variance of the estimate is variance / n
         info_per_arm = 1 if paired else 2
+        alpha_harm = alpha / harm_alarms
 
-        def shortfall(n: float) -> float:
-            se = math.sqrt(variance / n)
-            n_info = info_per_arm * n
-            if method == "asymptotic_cs":
-                rho = sequential.cs_rho(alpha, n_info, one_sided=True)
-                hw = sequential.cs_halfwidth_one_sided(se * se, n_info, alpha, rho)
-            else:
-                tau2 = sequential.msprt_tau2(se * se * n_info, n_info, alpha)
-                hw = -sequential.msprt_lower_bound(0.0, se * se, tau2, alpha)
-            return stats.norm.cdf((gap - hw) / se) - power
+        def power_at(n: float) -> float:
+            return monitored_power(method, n, margin=margin, variance=variance, alpha=alpha, alpha_harm=alpha_harm,
+                                   true_diff=true_diff, info_per_arm=info_per_arm, analyses=analyses,
+                                   min_sample=min_sample)
 
-        hi = n_fixed
-        while shortfall(hi) < 0:
-            hi *= 2
-        n = math.ceil(optimize.brentq(shortfall, n_fixed, hi, xtol=0.5)) if shortfall(n_fixed) < 0 else math.ceil(n_fixed)
+        lo, hi = 0.3 * n_fixed, n_fixed
+        while power_at(hi) < power:
+            lo, hi = hi, hi * 2
+        while power_at(lo) > power and lo > 10:
+            lo /= 2
+        n = math.ceil(optimize.brentq(lambda x: power_at(x) - power, lo, hi, xtol=0.5))
         return Plan(method, n, n, _days(n, paired, traffic_per_day, share))
     raise ValueError(f"unknown method {method!r}")

@@ -166,7 +166,9 @@ def _test_gsd(e: Effect, method: str, alpha: float, power: float, looks: tuple[f
     if not is_look:
         detail["next_look_at"] = (len(now) + 1) / GSD_LOOKS
         return QualityTest("continue", -math.inf, upper, 1.0, p_harm, detail)
-    drift = stats.norm.isf(alpha) + stats.norm.isf(1 - power)
+    # Spending is over the planned maximum information (fractions n / n_star, interim looks as
+    # observed); the futility bounds come from beta spending at the drift the plan was sized for.
+    drift = gsd.drift_for_power(gsd.planned_fractions(GSD_LOOKS), alpha, spending, power)
     d = gsd.design(now, alpha, spending, sides=1, beta=1 - power, drift=drift)
     bound = d.upper[-1]
     futility = d.lower[-1] if d.lower else -math.inf

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable, Sequence
 
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 __all__ = [
     "cs_rho", "cs_halfwidth", "cs_halfwidth_one_sided", "cs_p_value", "cs_p_value_one_sided", "ConfidenceSequence",
@@ -139,7 +140,7 @@ def msprt_one_sided_lambda(estimate: float, variance: float, tau2: float, theta0
     v = variance
     x = (estimate - theta0) if larger else (theta0 - estimate)
     log_l = (math.log(2) + 0.5 * math.log(v / (v + tau2)) + x * x * tau2 / (2 * v * (v + tau2))
-             + stats.norm.logcdf(x * math.sqrt(tau2) / math.sqrt(v * (v + tau2))))
+             + float(special.log_ndtr(x * math.sqrt(tau2) / math.sqrt(v * (v + tau2)))))
     return math.exp(min(log_l, 700))
 
 
@@ -152,20 +153,25 @@ def msprt_interval(estimate: float, variance: float, tau2: float, alpha: float) 
 
 def msprt_lower_bound(estimate: float, variance: float, tau2: float, alpha: float, *, larger: bool = True) -> float:
     """One-sided always-valid bound: the smallest theta0 not rejected by the half-normal mSPRT
-    (``larger``), or the largest (otherwise).  Lambda+ is monotone in theta0, so a root search works."""
+    (``larger``), or the largest (otherwise).  Lambda+ depends on the estimate and theta0 only through
+    their difference, so the bound is the estimate -/+ a half-width that depends on (v, tau2, alpha)."""
+    hw = _msprt_halfwidth(float(variance), float(tau2), float(alpha))
+    return estimate - hw if larger else estimate + hw
+
+
+@lru_cache(maxsize=4096)
+def _msprt_halfwidth(variance: float, tau2: float, alpha: float) -> float:
+    """h with log Lambda+(x = h) = -log alpha (Lambda+ is increasing in x, so a root search works)."""
     sd = math.sqrt(variance)
 
-    def excess(theta0: float) -> float:
-        return math.log(msprt_one_sided_lambda(estimate, variance, tau2, theta0, larger=larger)) + math.log(alpha)
+    def excess(h: float) -> float:
+        return math.log(msprt_one_sided_lambda(h, variance, tau2, 0.0)) + math.log(alpha)
 
-    sign = -1 if larger else 1
-    lo = estimate + sign * 50 * sd
-    hi = estimate
-    if excess(hi) >= 0:  # even theta0 = estimate is rejected: cannot happen for alpha < 1
-        return hi
-    if excess(lo) < 0:
-        return lo
-    return float(optimize.brentq(excess, lo, hi, xtol=1e-12 * max(1.0, abs(estimate)) + 1e-15))
+    if excess(0.0) >= 0:  # even theta0 = estimate is rejected: cannot happen for alpha < 1
+        return 0.0
+    if excess(50 * sd) < 0:
+        return 50 * sd
+    return float(optimize.brentq(excess, 0.0, 50 * sd, xtol=1e-15 + 1e-12 * sd))
 
 
 def msprt_p_values(lambdas: Iterable[float]) -> list[float]:
@@ -177,6 +183,7 @@ def msprt_p_values(lambdas: Iterable[float]) -> list[float]:
     return out
 
 
+@lru_cache(maxsize=64)
 def _ratio_minimiser(alpha: float) -> float:
     """r = tau2 / v minimising the two-sided boundary sqrt((1+r)/r (ln(1+r) - 2 ln alpha))."""
     f = lambda lr: (1 + math.exp(lr)) / math.exp(lr) * (math.log1p(math.exp(lr)) - 2 * math.log(alpha))  # noqa: E731

@@ -71,8 +71,17 @@ class LatencySLO(Strict):
     max_share: float = Field(gt=0, lt=1)
 
 
+class FailureGuardrail(Strict):
+    """Share of challenger requests that may fail or overrun ``challenger_deadline_ms`` (the champion
+    answers them); tested sequentially, it must be shown below ``max_share`` before a promotion."""
+
+    max_share: float = Field(default=0.01, gt=0, lt=1)
+
+
 class Guardrails(Strict):
     latency: LatencySLO | None = None
+    failures: FailureGuardrail | None = Field(default_factory=FailureGuardrail,
+                                              description="challenger failure-rate guardrail; null turns it off")
     cost_must_be_lower: bool = True
 
 
@@ -93,6 +102,8 @@ class Automation(Strict):
     ramp: bool = Field(default=False, description="advance the ramp when guardrails hold")
     promote: bool = Field(default=False, description="promote on PROMOTE without a person")
     rollback: bool = Field(default=False, description="roll back on REJECT or a guardrail alarm")
+    futile: Literal["none", "stop", "rollback"] = Field(
+        default="none", description="on FUTILE: keep running (none), stop the experiment, or roll back")
 
 
 class Caching(Strict):

@@ -59,6 +59,9 @@ def _resolve_models(session, definition: ExperimentDefinition) -> dict[str, Any]
         champion = resolved[("champion", "model" if definition.champion.kind == "model" else "cheap")]
         reference = _inputs(champion.signature)
         for (arm, field), record in resolved.items():
+            if record.task != champion.task:
+                errors.append(field_error(f"{arm}.{field}", f"{record.ref} is a {record.task} model and the champion "
+                                          f"{champion.ref} a {champion.task} one; both arms must answer the same task"))
             if _inputs(record.signature) != reference:
                 errors.append(field_error(f"{arm}.{field}", f"input signature of {record.ref} differs from the champion's "
                                           f"{champion.ref}: {_inputs(record.signature)} vs {reference}"))
@@ -162,7 +165,12 @@ def start_phase(db: Database, ref: str, weights: tuple[float, float] | None, *, 
         record = resolve(session, ref, for_update=True)
         if record.state not in ACTIVE_STATES + ("draft",):
             raise Conflict(f"experiment {record.name} is {record.state}; phases change only while it is draft, running or paused")
-        definition = ExperimentDefinition.model_validate({**record.definition, **({"weights": weights} if weights else {})})
+        try:
+            definition = ExperimentDefinition.model_validate({**record.definition, **({"weights": weights} if weights else {})})
+        except ValidationError as exc:  # e.g. weights that do not sum to 1: the caller's 422, never a 500
+            from service.api.problems import validation_failed
+
+            raise validation_failed(exc) from None
         store.update(session, record.id, now=at, definition=definition.model_dump(mode="json"))
         updated = store.new_phase(session, record.id, salt=new_salt(), weights_bp=definition.weights_bp, now=at)
         store.add_event(session, record.id, kind="new_phase", actor=actor, reason=reason,

@@ -60,7 +60,7 @@ def register(
     transform: str | None = None,
 ) -> ModelRecord:
     """Validate an ONNX file, store it content-addressed and record it."""
-    from service.inference.signature import inspect_model
+    from service.inference.signature import inspect_model, task_problem
 
     errors = []
     if task not in TASKS:
@@ -74,6 +74,10 @@ def register(
     if errors:
         raise ValidationFailed("invalid model registration", errors=errors)
     signature = inspect_model(data, feature_names=feature_names)
+    mismatch = task_problem(data, signature, task)
+    if mismatch:
+        raise ValidationFailed(f"the model does not fit task {task!r}",
+                               errors=[field_error("task", f"declared {task!r}, but {mismatch}")])
     digest = hashlib.sha256(data).hexdigest()
     with db.unit_of_work() as session:
         if model_store.by_ref(session, name, version):

@@ -70,9 +70,12 @@ class Settings(BaseSettings):
     report_weekday: int = Field(default=0, ge=0, le=6, description="0 = Monday")
     report_hour: int = Field(default=6, ge=0, le=23)
     report_webhook_url: str | None = None
+    webhook_secret: str | None = Field(default=None, description="signs every webhook (Standard Webhooks HMAC-SHA256)")
+    webhook_allow_private: bool = Field(default=False, description="allow webhooks to loopback, link-local and "
+                                        "private addresses (a receiver on this host or a private network)")
     public_url: str = Field(default="http://127.0.0.1:8000", description="Base URL used in links sent out")
 
-    @field_validator("database_url", "broker_url", "result_backend", "report_webhook_url", mode="before")
+    @field_validator("database_url", "broker_url", "result_backend", "report_webhook_url", "webhook_secret", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -2,10 +2,14 @@
 
 - PROMOTE + ``automation.promote``: the challenger policy serves everyone; the experiment concludes.
 - REJECT (a harm bound crossed) + ``automation.rollback``: the champion serves everyone.
+- FUTILE + ``automation.futile`` = ``stop`` (the champion serves, the experiment ends unpromoted) or
+  ``rollback``; ``none`` leaves it a recommendation.
 - ``automation.ramp``: move to the next coverage step once the current step has run for its minimum
   duration and sample and no alarm is raised.
 Each action is an audit event citing the analysis that justified it.  Actions are guarded by the
-state they expect, so a redelivered task cannot apply one twice.
+state they expect, so the task runs them every time (a worker killed after storing the analysis
+left its action undone; the rerun does it) and a redelivered task cannot apply one twice.  Only the
+experiment's latest analysis acts: a stale redelivery never overrides a newer decision.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import datetime, timezone
 
 from service import experiments
 from service.errors import Conflict
+from service.store import analyses as analysis_store
 from service.store import experiments as experiment_store
 from service.store.analyses import AnalysisRecord
 from service.store.database import Database
@@ -34,6 +39,10 @@ def act(db: Database, analysis: AnalysisRecord) -> list[ActionTaken]:
     record = experiments.get(db, analysis.experiment_id)
     if record.state != "running" or analysis.phase != record.current_phase:
         return []
+    with db.unit_of_work() as session:
+        newest = analysis_store.latest(session, record.id)
+    if newest is not None and newest.id != analysis.id:
+        return []
     automation = record.definition.get("automation") or {}
     taken: list[ActionTaken] = []
     why = f"analysis {analysis.id}: {analysis.decision}. {analysis.explanation}"
@@ -46,6 +55,11 @@ def act(db: Database, analysis: AnalysisRecord) -> list[ActionTaken]:
             experiments.transition(db, str(record.id), "rollback", actor=ACTOR, reason=why, analysis_id=analysis.id,
                                    expected_state="running")
             taken.append(ActionTaken("rollback", why))
+        elif analysis.decision == "FUTILE" and automation.get("futile", "none") in ("stop", "rollback"):
+            action = automation["futile"]
+            experiments.transition(db, str(record.id), action, actor=ACTOR, reason=why, analysis_id=analysis.id,
+                                   expected_state="running")
+            taken.append(ActionTaken(action, why))
         elif automation.get("ramp") and analysis.decision in ("CONTINUE", "PROMOTE") and _step_done(db, record, analysis):
             experiments.advance_ramp(db, str(record.id), actor=ACTOR, analysis_id=analysis.id, expected_step=record.ramp_step,
                                      reason=f"ramp step {record.ramp_step} held its guardrails for its minimum duration and sample ({why})")

@@ -47,6 +47,9 @@ def phase_totals(session, experiment_id: int, phase: int) -> dict[str, dict[str,
     return totals
 
 
+FAILURE_DEFAULT = DecisionConfig().failure_max_share
+
+
 def decision_config(definition: dict[str, Any]) -> DecisionConfig:
     metric, design, guard = definition["metric"], definition["design"], definition.get("guardrails") or {}
     slo = guard.get("latency")
@@ -56,6 +59,8 @@ def decision_config(definition: dict[str, Any]) -> DecisionConfig:
         planned_n_per_arm=design["planned_n_per_arm"], method=design["method"],
         latency_threshold_ms=slo["threshold_ms"] if slo else None, latency_max_share=slo["max_share"] if slo else None,
         cost_must_be_lower=guard.get("cost_must_be_lower", True),
+        # a definition stored before the failure guardrail existed gets the default one
+        failure_max_share=(guard["failures"] or {}).get("max_share") if "failures" in guard else FAILURE_DEFAULT,
     )
 
 
@@ -64,7 +69,8 @@ def _arm(totals: dict[str, Any], exposures: int) -> ArmData:
     sketch = LatencySketch.from_dict(totals["latency_sketch"]) if totals.get("latency_sketch") else None
     return ArmData(exposures=exposures, predictions=int(totals["predictions"]), outcomes=int(totals["quality"]["n"]),
                    quality=t.moments("quality"), latency=sketch, latency_n=int(totals["latency"]["n"]),
-                   latency_slow=int(totals["latency_slow"]), cost=t.moments("cost"))
+                   latency_slow=int(totals["latency_slow"]), cost=t.moments("cost"),
+                   fallbacks=int(totals.get("fallbacks", 0)))
 
 
 def experiment_data(session, record: ExperimentRecord, looks: tuple[float, ...]) -> tuple[ExperimentData, dict[str, Any]]:
@@ -96,7 +102,23 @@ def information_fraction(result: dict[str, Any], planned: int) -> float | None:
     return None if n is None else min(float(n) / planned, 1.0)
 
 
-def analyze(db: Database, experiment_ref: str | int, slot: str) -> tuple[AnalysisRecord, bool]:
+def _queue_webhook(session, record: ExperimentRecord, stored: AnalysisRecord, previous: list[AnalysisRecord],
+                   public_url: str) -> None:
+    """When the decision changed, the webhook goes in the outbox in the analysis's own transaction."""
+    from service.analytics.webhooks import decision_message
+    from service.store import outbox
+
+    url = record.definition.get("webhook_url")
+    before = previous[-1].decision if previous else None
+    if not url or before == stored.decision:
+        return
+    message = decision_message({"id": record.id, "name": record.name}, stored, before, public_url)
+    outbox.add(session, analysis_id=stored.id, experiment_id=record.id, url=str(url), message=message,
+               now=stored.created_at)
+
+
+def analyze(db: Database, experiment_ref: str | int, slot: str, *,
+            public_url: str = "http://127.0.0.1:8000") -> tuple[AnalysisRecord, bool]:
     """Analyse the experiment's current phase for ``slot``; returns (analysis, created now?)."""
     now = datetime.now(timezone.utc)
     with db.unit_of_work() as session:
@@ -123,6 +145,7 @@ def analyze(db: Database, experiment_ref: str | int, slot: str) -> tuple[Analysi
             session, experiment_id=record.id, phase=record.current_phase, slot=slot, inputs_digest=digest,
             method=result.get("method", config.method), parameters=_jsonable(parameters), inputs=_jsonable(inputs),
             results=_jsonable(result), decision=result["decision"], explanation=result.get("explanation", ""), created_at=now)
+        _queue_webhook(session, record, stored, previous, public_url)
         return stored, True
 
 

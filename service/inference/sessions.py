@@ -58,7 +58,10 @@ def new_session(path: Path | str, intra_op_threads: int = 1, inter_op_threads: i
 
 
 class SessionPool:
-    """Per-process map digest -> LoadedModel (thread-safe, fork-aware)."""
+    """Per-process map model key -> LoadedModel (thread-safe, fork-aware).
+
+    The key names a registered model (the router uses its id), never just the file's digest: two
+    registrations of the same bytes may differ in task, and so in how outputs are decoded."""
 
     def __init__(self, settings, clock: Callable[[], float] = time.perf_counter) -> None:
         self._clock = clock
@@ -74,16 +77,16 @@ class SessionPool:
             self._lock = threading.Lock()
             self._pid = os.getpid()
 
-    def get(self, digest: str, path: Path | str, *, task: str, signature: dict[str, Any]) -> LoadedModel:
+    def get(self, key: str, path: Path | str, *, task: str, signature: dict[str, Any]) -> LoadedModel:
         self._check_fork()
-        model = self._models.get(digest)
+        model = self._models.get(key)
         if model is not None:
             return model
         with self._lock:
-            model = self._models.get(digest)
+            model = self._models.get(key)
             if model is None:
                 model = LoadedModel(new_session(path, self._intra, self._inter), task, signature, self._clock)
-                self._models[digest] = model
+                self._models[key] = model
         return model
 
     def __len__(self) -> int:

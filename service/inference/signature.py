@@ -116,3 +116,53 @@ def inspect_model(data: bytes, feature_names: list[str] | None = None) -> Signat
     return Signature(inputs=inputs, outputs=outputs, feature_names=names, n_features=n, layout=layout,
                      opset=opsets.get("ai.onnx"), opsets=opsets,
                      producer=f"{model.producer_name} {model.producer_version}".strip())
+
+
+def task_problem(data: bytes, signature: Signature, task: str) -> str | None:
+    """Why the model's outputs do not fit ``task`` (None when they do).
+
+    A classifier answers with a label tensor (integers or strings) and/or class probabilities (a
+    ZipMap or a float [N, C] tensor); a regressor with float values only.  The outputs' types say
+    which; one trial row of zeros says how many classes the probabilities have (binary: 2)."""
+    import numpy as np
+
+    from service.inference.outputs import _labels, _probabilities
+
+    types = [o["type"] for o in signature.outputs]
+    labelled = any(t in ("tensor(int64)", "tensor(int32)", "tensor(string)") for t in types)
+    zipmap = any(t.startswith("seq(map") for t in types)
+    if task == "regression":
+        if labelled or zipmap:
+            return (f"its outputs ({', '.join(types)}) are a classifier's (class labels or probabilities); "
+                    "register it as binary or multiclass")
+        return None
+    classes = None
+    try:
+        session = load_session_from_bytes(data)
+        if signature.layout == "matrix":
+            spec = signature.inputs[0]
+            feed = {spec["name"]: np.zeros((1, signature.n_features), dtype=spec["dtype"])}
+        else:
+            feed = {i["name"]: np.zeros((1, 1) if len(i["shape"]) == 2 else (1,), dtype=i["dtype"]) for i in signature.inputs}
+        results = session.run(None, feed)
+    except Exception:  # a trial row the model refuses: judge by the output types alone
+        results = []
+    if results and not labelled and not zipmap:
+        single = [r for r in results if isinstance(r, np.ndarray) and r.dtype.kind == "f" and r.size == 1]
+        if len(single) == len(results) and not all(0.0 <= float(r.reshape(-1)[0]) <= 1.0 for r in single):
+            value = float(single[0].reshape(-1)[0])
+            return (f"it returns one number per row ({', '.join(types)}; {value:g} for a row of zeros), a "
+                    "regressor's output, not class labels or probabilities; register it as regression")
+    for r in results:
+        probs = _probabilities(r) if not (isinstance(r, np.ndarray) and r.ndim == 2 and r.shape[1] == 1) else None
+        if probs is not None:
+            classes = probs[0].shape[1]
+            break
+    if classes is None and not labelled and not zipmap:
+        return (f"its outputs ({', '.join(types)}) hold neither class labels nor probabilities; "
+                "register it as regression")
+    if classes is not None and task == "binary" and classes != 2:
+        return f"it scores {classes} classes; register it as multiclass"
+    if classes is not None and task == "multiclass" and classes < 3:
+        return "it scores 2 classes; register it as binary"
+    return None

@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from service.errors import FrugalError, NotFound
 from service.eventlog import PredictionEvent, ShadowJobEvent
+from service.registry import prediction_cost
 from service.routing.assignment import assign
 from service.routing.catalog import Catalog, CompiledExperiment, PolicySpec
 from service.routing.policy import RunModel, Scored, prediction_event, run_policy
@@ -221,7 +222,17 @@ class Router:
             self._trust[key] = 0
             reason = "challenger_error"
             log.warning("challenger %s failed: %s: %s", config.challenger.primary.ref, type(exc).__name__, exc)
-        return self._run_policy(config.champion, rows, config.cache_champion), reason
+        return self._charge_failed(config, self._run_policy(config.champion, rows, config.cache_champion),
+                                   (time.perf_counter() - started) * 1000.0, reason), reason
+
+    def _charge_failed(self, config: CompiledExperiment, answered: list[Scored], failed_ms: float,
+                       reason: str) -> list[Scored]:
+        """The champion's answers, charged the challenger's failed run as well: its measured time
+        (to the error, or to the deadline) goes through the same cost function as a served run."""
+        spent_ms = failed_ms if reason == "challenger_error" else min(failed_ms, config.deadline_ms)
+        per_row_ms = spent_ms / max(len(answered), 1)
+        extra = prediction_cost(config.challenger.primary.cost_per_1k, per_row_ms, self._settings)
+        return [replace(s, inference_ms=s.inference_ms + per_row_ms, cost=s.cost + extra) for s in answered]
 
     # -- events ---------------------------------------------------------------------------------
     def _safe_record(self, events: list[PredictionEvent | ShadowJobEvent]) -> bool:

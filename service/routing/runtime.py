@@ -22,7 +22,10 @@ def model_runner(rt: Runtime):
     cache = rt.lazy("prediction_cache", lambda: PredictionCache(rt.settings.prediction_cache_size, rt.settings.prediction_cache_ttl_s))
 
     def run(spec: ModelSpec, rows: list[Any], use_cache: bool):
-        model = pool.get(spec.digest, spec.path, task=spec.task, signature=spec.signature)
+        # keyed by the registered model, not the file's bytes: the same file registered again under
+        # another task has its own decoder and its own cached answers
+        key = f"model-{spec.id}"
+        model = pool.get(key, spec.path, task=spec.task, signature=spec.signature)
         if not use_cache:
             result = model.run(rows)
             return [(o.prediction, o.confidence) for o in result.outputs], result.inference_ms, [False] * len(rows)
@@ -30,7 +33,7 @@ def model_runner(rt: Runtime):
         hits = [False] * len(rows)
         misses = []
         for i, row in enumerate(rows):
-            cached = cache.get(spec.digest, row)
+            cached = cache.get(key, row)
             if cached is not None:
                 outputs[i], hits[i] = cached, True
             else:
@@ -41,7 +44,7 @@ def model_runner(rt: Runtime):
             inference_ms = result.inference_ms
             for i, o in zip(misses, result.outputs):
                 outputs[i] = (o.prediction, o.confidence)
-                cache.put(spec.digest, rows[i], outputs[i])
+                cache.put(key, rows[i], outputs[i])
         return outputs, inference_ms, hits
 
     return run

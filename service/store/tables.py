@@ -315,7 +315,7 @@ class Analysis(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     experiment_id: Mapped[int] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"))
     phase: Mapped[int] = mapped_column(sa.Integer)
-    slot: Mapped[str] = mapped_column(sa.String(40))
+    slot: Mapped[str] = mapped_column(sa.String(80))  # "task:<uuid>" is 41 characters
     inputs_digest: Mapped[str] = mapped_column(sa.String(64))
     method: Mapped[str] = mapped_column(sa.String(30))
     parameters: Mapped[dict[str, Any]] = mapped_column(JSONType)
@@ -324,6 +324,24 @@ class Analysis(Base):
     decision: Mapped[str] = mapped_column(sa.String(10))
     explanation: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class WebhookOutbox(Base):
+    """A webhook to deliver, written in the same transaction as the analysis that caused it, so a
+    worker that dies after storing the analysis cannot lose the message; delivered marks it sent."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (sa.UniqueConstraint("analysis_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(sa.ForeignKey("analyses.id", ondelete="CASCADE"))
+    experiment_id: Mapped[int] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(sa.Text)
+    message: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
 class Report(Base):

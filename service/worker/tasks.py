@@ -48,7 +48,14 @@ def analyze_all(slot: str | None = None) -> dict:
         running = [r.id for r in experiment_store.all_records(session) if r.state == "running"]
     for experiment_id in running:
         analyze_experiment.delay(experiment_id, slot, False)
-    return {"slot": slot, "experiments": running}
+    from service.store import outbox
+
+    with rt.db.unit_of_work() as session:  # webhooks a dead worker or a refused receiver left behind
+        undelivered = [r.analysis_id for r in outbox.pending(session) if r.attempts < 20
+                       and not (r.last_error or "").startswith("refused")]
+    for analysis_id in undelivered:
+        notify_decision.delay(analysis_id)
+    return {"slot": slot, "experiments": running, "webhooks_pending": len(undelivered)}
 
 
 @shared_task(name="frugal.analyze", bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5,
@@ -63,39 +70,55 @@ def analyze_experiment(self, experiment_id: int, slot: str | None = None, rollup
     if rollup_first:  # this experiment caught up, waiting for a batch another worker is running on it
         run_rollup(rt.db, experiment_ids=[experiment_id], wait=True)
     slot = slot or f"task:{self.request.id}"
-    analysis, created = analyze(rt.db, experiment_id, slot)
-    taken = actions.act(rt.db, analysis) if created else []
-    if created:
-        notify_decision.delay(analysis.id)
+    analysis, created = analyze(rt.db, experiment_id, slot, public_url=rt.settings.public_url)
+    # every time, not only when created: a worker killed after storing the analysis left its action
+    # undone; the actions are guarded by state, so a second run changes nothing that was done
+    taken = actions.act(rt.db, analysis)
+    notify_decision.delay(analysis.id)  # a no-op unless its outbox row is still undelivered
     return {"analysis_id": analysis.id, "decision": analysis.decision, "created": created,
             "actions": [a.kind for a in taken]}
 
 
+def webhook_policy(settings):
+    from service.analytics.webhooks import WebhookPolicy
+
+    return WebhookPolicy(secret=settings.webhook_secret, allow_private=settings.webhook_allow_private)
+
+
 @shared_task(name="frugal.notify_decision", bind=True, max_retries=8)
 def notify_decision(self, analysis_id: int) -> dict:
-    """POST the decision to the experiment's webhook when it changed; retried with backoff."""
+    """Deliver the analysis's outbox row (written with the analysis when its decision changed):
+    signed, saying what automation did; retried with backoff until delivered."""
     from service.analytics import webhooks
-    from service.experiments import get as get_experiment
-    from service.store import analyses as store
+    from service.store import experiments as experiment_store
+    from service.store import outbox
 
     rt = runtime()
     with rt.db.unit_of_work() as session:
-        analysis = store.get(session, analysis_id)
-        history = store.history(session, analysis.experiment_id, analysis.phase)
-    earlier = [a for a in history if a.id != analysis.id and (a.created_at, a.id) < (analysis.created_at, analysis.id)]
-    previous = earlier[-1].decision if earlier else None
-    if previous == analysis.decision:
-        return {"sent": False, "reason": "decision unchanged"}
-    experiment = get_experiment(rt.db, analysis.experiment_id)
-    url = experiment.definition.get("webhook_url")
-    if not url:
-        return {"sent": False, "reason": "no webhook"}
-    message = webhooks.decision_message({"id": experiment.id, "name": experiment.name}, analysis, previous, rt.settings.public_url)
+        row = outbox.for_analysis(session, analysis_id)
+        if row is None:
+            return {"sent": False, "reason": "no webhook for this analysis (decision unchanged, or no URL)"}
+        if row.delivered_at is not None:
+            return {"sent": False, "reason": "already delivered"}
+        events, _ = experiment_store.events(session, row.experiment_id, limit=1000, offset=0)
+    automation = [{"action": e.kind, "actor": e.actor, "at": e.at.isoformat(), "data": e.data}
+                  for e in events if e.analysis_id == analysis_id]
+    message = {**row.message, "automation": automation}
+    now = datetime.now(timezone.utc)
     try:
-        status = webhooks.post(url, message)
+        status = webhooks.post(row.url, message, webhook_policy(rt.settings), message_id=f"msg_analysis_{analysis_id}")
+    except webhooks.WebhookRefused as exc:
+        with rt.db.unit_of_work() as session:
+            outbox.attempted(session, row.id, error=f"refused: {exc}", now=now)
+        log.warning("webhook for analysis %s refused: %s", analysis_id, exc)
+        return {"sent": False, "reason": f"refused: {exc}"}
     except webhooks.WebhookFailed as exc:
+        with rt.db.unit_of_work() as session:
+            outbox.attempted(session, row.id, error=str(exc), now=now)
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 300))
-    return {"sent": True, "status": status}
+    with rt.db.unit_of_work() as session:
+        outbox.attempted(session, row.id, error=None, now=now)
+    return {"sent": True, "status": status, "automation": [a["action"] for a in automation]}
 
 
 @shared_task(name="frugal.weekly_reports", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5,
@@ -130,7 +153,10 @@ def notify_reports(self, week: str, links: list[dict]) -> dict:
         return {"sent": False, "reason": "no webhook"}
     message = {"event": "weekly_reports", "week": week, "reports": links}
     try:
-        status = webhooks.post(url, message)
+        status = webhooks.post(url, message, webhook_policy(runtime().settings))
+    except webhooks.WebhookRefused as exc:
+        log.warning("report webhook refused: %s", exc)
+        return {"sent": False, "reason": f"refused: {exc}"}
     except webhooks.WebhookFailed as exc:
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries, 300))
     return {"sent": True, "status": status}
