@@ -84,7 +84,8 @@ def monitored_power(method: str, n_per_arm: float, *, margin: float, variance: f
         def halfwidth(var: float, n_info: float) -> float:
             return sequential.cs_halfwidth_one_sided(var, n_info, alpha, rho)
     else:
-        tau2 = sequential.msprt_tau2(variance / info_per_arm, n_star, alpha)
+        # as the decision tunes it: the per-information-unit variance (variance of the estimate x its n)
+        tau2 = sequential.msprt_tau2(variance * info_per_arm, n_star, alpha)
 
         def halfwidth(var: float, n_info: float) -> float:
             return -sequential.msprt_lower_bound(0.0, var, tau2, alpha)

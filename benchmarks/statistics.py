@@ -1,21 +1,23 @@
-"""Power, average sample number and type I error of each design on the same simulated experiments.
+"""Type I error and power of every design, measured through the production decision.
 
-A binary quality metric (champion accuracy 90%), a non-inferiority margin of 2 points, a look after
-every 100 units per arm up to 20,000 per arm.  "Power" is the share of runs that show
-non-inferiority when the challenger is truly as good; "type I" the share that (wrongly) show it when
-the challenger is exactly 2 points worse; ASN the average units per arm at the stop (first
-rejection, else the horizon).  Paired rows: shadow mode, both models score the same requests and
-agree on 90% of them (ASN counts requests).
+Each run is analysed after every batch by ``analysis.decision.decide`` (analysis/simulation.py: the
+same function, config and recorded looks the analysis task uses), and stops at its first terminal
+decision.  A binary quality metric (champion accuracy 90%), a non-inferiority margin of 2 points,
+alpha 0.05.  Each method is planned for 80% power by ``analysis.planning.plan`` (50 analyses up to
+the horizon; group sequential: 5 planned looks), and simulated at that horizon with a look after
+every batch of horizon/50 units: "power" is the share of runs PROMOTEd when the challenger is truly
+as good (planned: 0.800); "type I" the share PROMOTEd when it is exactly 2 points worse (at most
+alpha).  ASN: the average units per arm at the stop.  Paired rows: shadow mode, both models score
+the same requests and agree on 90% of them (ASN counts requests).
 
 GrowthBook's gbstats (0.8.0, its SequentialTwoSidedTTest, the asymptotic CS) runs on exactly the
-same simulated counts in its own virtualenv (gbstats pins numpy<2 and pandas<2), created on first
-use under benchmarks/.gbstats-venv; it is never a dependency of Frugal.  gbstats has no one-sided or
-non-inferiority sequential test, so a GrowthBook user reads the lower end of the two-sided CI against
-the margin; we show it at alpha 0.05 (what a user gets) and 0.10 (a one-sided 5% bound).
+same simulated counts as the A/B asymptotic_cs rows in its own virtualenv (gbstats pins numpy<2 and
+pandas<2), created on first use under benchmarks/.gbstats-venv; it is never a dependency of Frugal.
+gbstats has no one-sided or non-inferiority sequential test, so a GrowthBook user reads the lower
+end of the two-sided CI against the margin; we show it at alpha 0.05 (what a user gets) and 0.10 (a
+one-sided 5% bound).
 
-  python benchmarks/statistics.py [--sims 1000] [--gbstats-sims 300] [--no-gbstats]
-"""
-
+  python benchmarks/statistics.py [--sims 2000] [--gbstats-sims 300] [--no-gbstats]
 from __future__ import annotations
 
 import argparse
@@ -31,11 +33,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.simulation import Scenario, monitor, simulate_looks  # noqa: E402
+from analysis.planning import plan, unit_variance  # noqa: E402
+from analysis.simulation import PRODUCTION_METHODS, Scenario, monitor, simulate_looks  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 GB_VENV = HERE / ".gbstats-venv"
-METHODS = ("fixed", "gsd_obf", "asymptotic_cs", "msprt")
+METHODS = PRODUCTION_METHODS
+ANALYSES = 50
 
 GB_SCRIPT = r"""
 import json, sys
@@ -100,40 +104,52 @@ def binary_counts(s: Scenario, sims: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sims", type=int, default=1000)
+    parser.add_argument("--sims", type=int, default=2000)
     parser.add_argument("--gbstats-sims", type=int, default=300)
     parser.add_argument("--no-gbstats", action="store_true")
+    parser.add_argument("--unpaired-only", action="store_true")
     args = parser.parse_args()
 
     rows = []
     started = time.perf_counter()
-    base = dict(kind="binary", baseline=0.9, margin=0.02, n_max=20_000, batch=100, sims=args.sims)
-    for paired in (False, True):
-        extra = {"paired": True, "agreement": 0.9} if paired else {}
-        power_looks = simulate_looks(Scenario(**base, **extra, true_diff=0.0, seed=1))
-        null_looks = simulate_looks(Scenario(**base, **extra, true_diff=-0.02, seed=2))
+    gb_scenarios = None
+    for paired in ((False,) if args.unpaired_only else (False, True)):
+        variance = unit_variance("binary", baseline=0.9, paired=paired, agreement=0.9 if paired else None)
         for method in METHODS:
-            p = monitor(power_looks, method, 0.02, 0.05)
-            t1 = monitor(null_looks, method, 0.02, 0.05)
-            rows.append((("paired " if paired else "A/B ") + method, p.rate, p.asn, t1.rate, t1.mc_se, args.sims))
+            p = plan(method, margin=0.02, variance=variance, alpha=0.05, power=0.8, paired=paired, analyses=ANALYSES)
+            batch = max(p.n_per_arm // ANALYSES, 1)
+            base = dict(kind="binary", paired=paired, agreement=0.9, baseline=0.9, margin=0.02, n_max=batch * ANALYSES,
+                        batch=batch, sims=args.sims)
+            power = monitor(simulate_looks(Scenario(**base, true_diff=0.0, seed=1)), method, 0.02, 0.05, 0.8)
+            null = monitor(simulate_looks(Scenario(**base, true_diff=-0.02, seed=2)), method, 0.02, 0.05, 0.8)
+            rows.append((("paired " if paired else "A/B ") + method, batch * ANALYSES, power.rate, power.mc_se,
+                         power.asn, null.rate, null.mc_se, args.sims))
+            if method == "asymptotic_cs" and not paired:
+                gb_scenarios = base
+            print(f"  {rows[-1][0]}: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - started
 
-    if not args.no_gbstats and (python := gbstats_python()) is not None:
+    if not args.no_gbstats and gb_scenarios and (python := gbstats_python()) is not None:
+        base = {**gb_scenarios, "paired": False}
         tuning = 2 * base["n_max"]
         gb_power = run_gbstats(python, binary_counts(Scenario(**base, true_diff=0.0, seed=1), args.gbstats_sims), 0.02, tuning)
         gb_null = run_gbstats(python, binary_counts(Scenario(**base, true_diff=-0.02, seed=2), args.gbstats_sims), 0.02, tuning)
         for alpha in ("0.05", "0.1"):
             n = gb_power[alpha]["sims"]
-            rate = gb_null[alpha]["rate"]
-            rows.append((f"A/B gbstats seq CI alpha={alpha}", gb_power[alpha]["rate"], gb_power[alpha]["asn"], rate,
+            rate, prate = gb_null[alpha]["rate"], gb_power[alpha]["rate"]
+            rows.append((f"A/B gbstats seq CI alpha={alpha}", base["n_max"], prate,
+                         (max(prate * (1 - prate), 1e-12) / n) ** 0.5, gb_power[alpha]["asn"], rate,
                          (max(rate * (1 - rate), 1e-12) / n) ** 0.5, n))
 
-    print("binary metric, champion 90%, margin 2 points, alpha 0.05, look every 100/arm up to 20,000/arm")
-    print(f"{'design':<34} {'power':>6} {'ASN/arm':>8} {'type I at margin':>17} {'sims':>5}")
-    print("-" * 75)
-    for name, power, asn, t1, se, sims in rows:
-        print(f"{name:<34} {power:>6.3f} {asn:>8.0f} {t1:>10.3f} ± {se:.3f} {sims:>5}")
-    print(f"\n(Frugal's {2 * len(METHODS)} designs x 2 scenarios x {args.sims} runs simulated and monitored in {elapsed:.1f} s)")
+    print("binary metric, champion 90%, margin 2 points, alpha 0.05, each method planned for 80% power,")
+    print(f"decided by analysis.decision.decide after every batch of horizon/{ANALYSES}")
+    print(f"{'design':<32} {'horizon':>8} {'power (plan 0.800)':>19} {'ASN':>7} {'type I at margin':>17} "
+          f"{'<= a+3se':>8} {'sims':>5}")
+    print("-" * 104)
+    for name, horizon, power, pse, asn, t1, se, sims in rows:
+        ok = "yes" if t1 <= 0.05 + 3 * (0.05 * 0.95 / sims) ** 0.5 else "NO"
+        print(f"{name:<32} {horizon:>8,} {power:>10.3f} ± {pse:.3f} {asn:>7.0f} {t1:>10.3f} ± {se:.3f} {ok:>8} {sims:>5}")
+    print(f"\n({len(rows)} rows; Frugal's designs simulated through decide() in {elapsed:.0f} s on this host)")
     return 0
 
 

@@ -211,6 +211,52 @@ def _run(fn):
         raise click.ClickException(f"{exc.detail} ({exc.status} {exc.title}){fields}") from None
 
 
+@main.command("plan")
+@click.option("--experiment", default=None, help="id or name: read its definition and observed data")
+@click.option("--method", "methods", multiple=True,
+              type=click.Choice(["asymptotic_cs", "msprt", "gsd_obf", "gsd_pocock", "fixed"]), help="default: all")
+@click.option("--kind", type=click.Choice(["binary", "continuous"]), default=None)
+@click.option("--paired/--unpaired", default=None, help="shadow mode (both models score every request)")
+@click.option("--baseline", type=float, default=None, help="champion's rate (binary) or mean")
+@click.option("--sd", type=float, default=None, help="per-unit sd (of the paired difference when paired)")
+@click.option("--agreement", type=float, default=None, help="paired binary: share of requests the models agree on")
+@click.option("--margin", type=float, default=None, help="absolute non-inferiority margin")
+@click.option("--true-diff", type=float, default=0.0, show_default=True)
+@click.option("--alpha", type=float, default=None)
+@click.option("--power", type=float, default=None)
+@click.option("--traffic-per-day", type=float, default=None, help="requests per day (default: observed)")
+@click.option("--share", type=float, default=None, help="share of traffic in the experiment")
+@click.option("--json", "as_json", is_flag=True)
+def plan_command(experiment, methods, kind, paired, baseline, sd, agreement, margin, true_diff, alpha, power,
+                 traffic_per_day, share, as_json) -> None:
+    """Sample size and days per method (POST /v1/plan does the same)."""
+    from pydantic import ValidationError
+
+    from service.analytics.planning import PlanRequest, make_plan
+
+    try:
+        request = PlanRequest(experiment=experiment, methods=list(methods) or None, kind=kind, paired=paired,
+                              baseline=baseline, sd=sd, agreement=agreement, margin=margin, true_diff=true_diff,
+                              alpha=alpha, power=power, traffic_per_day=traffic_per_day, share=share)
+    except ValidationError as exc:
+        raise click.UsageError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    db = _runtime().db if experiment else None
+    result = _run(lambda: make_plan(db, request))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    unit = "requests" if result.paired else "units per arm"
+    click.echo(f"{result.kind}{' paired' if result.paired else ''}: margin {result.margin:g}, alpha {result.alpha:g}, "
+               f"power {result.power:.0%}, true difference {result.true_diff:+g}, unit variance {result.variance:.4g}")
+    if result.traffic_per_day:
+        click.echo(f"traffic {result.traffic_per_day:,.0f} requests/day, {result.share:.0%} in the experiment")
+    click.echo(f"{'method':<14} {unit:>16} {'expected':>10} {'days (max)':>11} {'days (exp.)':>12}")
+    for p in result.plans:
+        days = f"{p.days:,.1f}" if p.days is not None else "n/a"
+        exp_days = f"{p.expected_days:,.1f}" if p.expected_days is not None else "n/a"
+        click.echo(f"{p.method:<14} {p.n_per_arm:>16,} {p.expected_n_per_arm:>10,.0f} {days:>11} {exp_days:>12}")
+
+
 @main.group()
 def models() -> None:
     """The model registry."""

@@ -90,6 +90,11 @@ def _blocked(address: str) -> bool:
             or ip.is_unspecified or (isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.ip_network("100.64.0.0/10")))
 
 
+def _addresses(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (all are checked: one private answer is enough to refuse)."""
+    return [info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)]
+
+
 def check_destination(url: str, policy: WebhookPolicy) -> None:
     """Refuse a URL whose host is, or resolves to, an address on this host or a private network."""
     parts = urlsplit(url)
@@ -98,11 +103,10 @@ def check_destination(url: str, policy: WebhookPolicy) -> None:
     if policy.allow_private:
         return
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                                   proto=socket.IPPROTO_TCP)
+        addresses = _addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
     except socket.gaierror as exc:
         raise WebhookFailed(f"cannot resolve {parts.hostname}: {exc}") from exc
-    bad = sorted({info[4][0] for info in infos if _blocked(info[4][0])})
+    bad = sorted({a for a in addresses if _blocked(a)})
     if bad:
         raise WebhookRefused(f"webhook host {parts.hostname} resolves to {', '.join(bad)} (loopback, link-local or "
                              "private); set FRUGAL_WEBHOOK_ALLOW_PRIVATE=true to allow it")

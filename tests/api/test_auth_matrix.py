@@ -71,6 +71,7 @@ def ctx(client, admin, registered, demo_models, app):
             ("POST", "/v1/models/<int:model_id>/quantize"): {"to": "fp16"},
             ("POST", "/v1/models/<int:model_id>/benchmark"): {"budget_s": 0.2},
             ("POST", "/v1/experiments/<ref>/phases"): {"weights": [0.5, 0.5]},
+            ("POST", "/v1/plan"): {"margin": 0.02, "baseline": 0.9, "methods": ["fixed"]},
         },
     }
 
