@@ -19,13 +19,13 @@ from analysis.sufficient import Moments
 ALPHA = 0.05
 
 SCENARIOS = {
-    "binary": Scenario(kind="binary", baseline=0.9, true_diff=-0.02, margin=0.02, n_max=8000, batch=200, sims=400, seed=11),
+    "binary": Scenario(kind="binary", baseline=0.9, true_diff=-0.02, margin=0.02, n_max=8000, batch=400, sims=300, seed=11),
     "binary-paired": Scenario(kind="binary", paired=True, agreement=0.9, true_diff=-0.02, margin=0.02, n_max=4000,
-                              batch=100, sims=400, seed=12),
-    "continuous": Scenario(kind="continuous", baseline=10.0, sd=2.0, true_diff=-0.1, margin=0.1, n_max=8000, batch=200,
-                           sims=400, seed=13),
+                              batch=200, sims=300, seed=12),
+    "continuous": Scenario(kind="continuous", baseline=10.0, sd=2.0, true_diff=-0.1, margin=0.1, n_max=8000, batch=400,
+                           sims=300, seed=13),
     "continuous-paired": Scenario(kind="continuous", paired=True, sd=1.0, true_diff=-0.05, margin=0.05, n_max=4000,
-                                  batch=100, sims=400, seed=14),
+                                  batch=200, sims=300, seed=14),
 }
 
 

@@ -149,13 +149,15 @@ def test_every_documented_endpoint_answers_on_postgres(live):
     assert c.get(f"/v1/experiments/{name}/analyses", headers=read).get_json()["total"] == 1
     assert c.get(f"/v1/experiments/{exp_id}/events", headers=read).status_code == 200
 
-    bad = c.post(f"/v1/experiments/{exp_id}/phases", headers=admin, json={"weights": [0.7, 0.7]})
-    assert bad.status_code == 422 and bad.content_type.startswith("application/problem+json"), bad.get_data(as_text=True)
-    phase = c.post(f"/v1/experiments/{exp_id}/phases", headers=admin, json={"weights": [0.6, 0.4], "reason": "test"})
-    assert phase.status_code == 200 and phase.get_json()["current_phase"] == 2, phase.get_json()
     plan = c.post("/v1/plan", headers=read, json={"experiment": name, "traffic_per_day": 10_000})
     assert plan.status_code == 200, plan.get_json()
     assert {p["method"] for p in plan.get_json()["plans"]} == {"asymptotic_cs", "msprt", "gsd_obf", "gsd_pocock", "fixed"}
+    assert plan.get_json()["sources"]["baseline"] == "experiment"
+
+    bad = c.post(f"/v1/experiments/{exp_id}/phases", headers=admin, json={"weights": [0.7, 0.7]})
+    assert bad.status_code == 422 and bad.content_type.startswith("application/problem+json"), bad.get_data(as_text=True)
+    phase = c.post(f"/v1/experiments/{exp_id}/phases", headers=admin, json={"weights": [0.6, 0.4], "reason": "test"})
+    assert phase.status_code == 200 and phase.get_json()["phase"] == 2, phase.get_json()
     assert c.post(f"/v1/experiments/{exp_id}/pause", headers=admin, json={}).status_code == 200
     assert c.post(f"/v1/experiments/{exp_id}/resume", headers=admin, json={}).status_code == 200
     assert c.post(f"/v1/experiments/{exp_id}/stop", headers=admin, json={}).status_code == 200
