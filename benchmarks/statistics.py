@@ -17,7 +17,9 @@ gbstats has no one-sided or non-inferiority sequential test, so a GrowthBook use
 end of the two-sided CI against the margin; we show it at alpha 0.05 (what a user gets) and 0.10 (a
 one-sided 5% bound).
 
-  python benchmarks/statistics.py [--sims 2000] [--gbstats-sims 300] [--no-gbstats]
+  python benchmarks/statistics.py [--sims 2000] [--gbstats-sims 300] [--no-gbstats] [--unpaired-only]
+"""
+
 from __future__ import annotations
 
 import argparse
