@@ -51,3 +51,26 @@ def test_registration_refuses_the_wrong_task_with_a_field_error(regressor, fresh
         assert register(db, settings, regressor.data, name="reg", version="1", task="regression").task == "regression"
     finally:
         db.dispose()
+
+
+def test_an_experiment_may_not_mix_tasks(regressor, demo_models, fresh_pg, tmp_path):
+    from service import experiments
+    from service.definition import ExperimentDefinition
+    from service.registry import register
+    from service.store.database import Database
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, database_url=fresh_pg)
+    db = Database(fresh_pg)
+    try:
+        model = next(iter(demo_models.values()))
+        champion = register(db, settings, model.path.read_bytes(), name="clf", version="1", task="binary")
+        challenger = register(db, settings, regressor.data, name="reg", version="1", task="regression")
+        body = {"name": "mixed", "mode": "ab", "champion": {"kind": "model", "model": champion.ref},
+                "challenger": {"kind": "model", "model": challenger.ref}, "metric": {"kind": "binary", "margin": 0.02}}
+        with pytest.raises(ValidationFailed) as raised:
+            experiments.create(db, ExperimentDefinition.model_validate(body), actor="test")
+        messages = [e["message"] for e in raised.value.errors if e["field"] == "challenger.model"]
+        assert any("both arms must answer the same task" in m for m in messages), messages
+    finally:
+        db.dispose()
