@@ -17,7 +17,7 @@ gbstats has no one-sided or non-inferiority sequential test, so a GrowthBook use
 end of the two-sided CI against the margin; we show it at alpha 0.05 (what a user gets) and 0.10 (a
 one-sided 5% bound).
 
-  python benchmarks/statistics.py [--sims 2000] [--gbstats-sims 300] [--no-gbstats] [--unpaired-only]
+  python benchmarks/statistics.py [--sims 2000] [--gbstats-sims 300] [--no-gbstats] [--only ab|paired]
 """
 
 from __future__ import annotations
@@ -109,17 +109,17 @@ def main() -> int:
     parser.add_argument("--sims", type=int, default=2000)
     parser.add_argument("--gbstats-sims", type=int, default=300)
     parser.add_argument("--no-gbstats", action="store_true")
-    parser.add_argument("--unpaired-only", action="store_true")
+    parser.add_argument("--only", choices=("ab", "paired"), default=None, help="one half of the table")
     args = parser.parse_args()
 
     rows = []
     started = time.perf_counter()
     gb_scenarios = None
-    for paired in ((False,) if args.unpaired_only else (False, True)):
+    for paired in {"ab": (False,), "paired": (True,)}.get(args.only, (False, True)):
         variance = unit_variance("binary", baseline=0.9, paired=paired, agreement=0.9 if paired else None)
         for method in METHODS:
             p = plan(method, margin=0.02, variance=variance, alpha=0.05, power=0.8, paired=paired, analyses=ANALYSES)
-            batch = max(p.n_per_arm // ANALYSES, 1)
+            batch = -(-p.n_per_arm // ANALYSES)  # the horizon at or just above the plan
             base = dict(kind="binary", paired=paired, agreement=0.9, baseline=0.9, margin=0.02, n_max=batch * ANALYSES,
                         batch=batch, sims=args.sims)
             power = monitor(simulate_looks(Scenario(**base, true_diff=0.0, seed=1)), method, 0.02, 0.05, 0.8)

@@ -46,13 +46,13 @@ def test_failures_block_promotion_until_shown_below_the_limit():
 
 def test_the_failure_test_keeps_its_error_rate_under_continuous_monitoring():
     """At a failure rate exactly at the limit, the 'holds' e-process crosses 1/alpha in at most
-    alpha of runs however often it is looked at (Ville's inequality), checked after every 50 requests."""
+    alpha of runs however often it is looked at (Ville's inequality), checked after every 100 requests."""
     rng = np.random.default_rng(3)
-    limit, alpha, sims, looks = 0.01, 0.05, 400, 100
-    fails = rng.binomial(50, limit, size=(sims, looks)).cumsum(axis=1)
+    limit, alpha, sims, looks = 0.01, 0.05, 300, 40
+    fails = rng.binomial(100, limit, size=(sims, looks)).cumsum(axis=1)
     crossed = 0
     for run in fails:
-        crossed += any(slo_log_e_value(int(f), 50 * (j + 1), limit, show_below=True) >= -math.log(alpha)
+        crossed += any(slo_log_e_value(int(f), 100 * (j + 1), limit, show_below=True) >= -math.log(alpha)
                        for j, f in enumerate(run))
     assert crossed / sims <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / sims)
 

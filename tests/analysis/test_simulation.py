@@ -47,7 +47,7 @@ def test_power_through_decide_is_the_planned_power(paired):
     variance = unit_variance("binary", baseline=0.9, paired=paired, agreement=0.9 if paired else None)
     for method in PRODUCTION_METHODS:
         p = plan(method, margin=0.02, variance=variance, alpha=ALPHA, power=0.8, paired=paired, analyses=25)
-        batch = max(p.n_per_arm // 25, 1)
+        batch = -(-p.n_per_arm // 25)
         s = Scenario(kind="binary", paired=paired, agreement=0.9, baseline=0.9, true_diff=0.0, margin=0.02,
                      n_max=batch * 25, batch=batch, sims=300, seed=21 + paired)
         r = run(s, [method])[method]
