@@ -7,7 +7,7 @@ the analysis's own transaction, so a worker killed between storing an analysis a
 webhook cannot lose it: delivery retries from the row until ``delivered_at`` is set.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0007
 Create Date: 2026-12-04 03:10:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0003'
-down_revision = '0001'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

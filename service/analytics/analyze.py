@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -133,10 +133,17 @@ def analyze(db: Database, experiment_ref: str | int, slot: str, *,
         looks = tuple(p.parameters.get("information_fraction") for p in previous if p.parameters.get("information_fraction") is not None)
         config = decision_config(record.definition)
         data, snapshot = experiment_data(session, record, looks)
+        drops = dropped(session, record.id, record.current_phase) if record.mode == "shadow" else {}
+        if drops.get(DropReason.FAILED):
+            # a shadow challenger that failed on a sampled request is a failure for the guardrail too
+            failed = drops[DropReason.FAILED]
+            challenger = replace(data.challenger, predictions=data.challenger.predictions + failed,
+                                 fallbacks=data.challenger.fallbacks + failed)
+            data = replace(data, challenger=challenger)
         decision = decide(data, config)
         result = decision.to_dict()
         if record.mode == "shadow":
-            result = _with_shadow_drops(result, dropped(session, record.id, record.current_phase))
+            result = _with_shadow_drops(result, drops)
         fraction = ((result.get("components") or {}).get("quality") or {}).get("information_fraction") or 0.0
         parameters = {**result.get("parameters", {}), "information_fraction": fraction}
         inputs = {"snapshot": snapshot, "decision_inputs": result.get("inputs", {})}
