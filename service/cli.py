@@ -11,7 +11,7 @@ import click
 
 from service.errors import ConfigurationError, FrugalError
 
-GUNICORN_CONF = Path(__file__).resolve().parent.parent / "docker" / "gunicorn.conf.py"
+GUNICORN_CONF = "python:service.gunicorn_conf"   # a module of the installed package (gunicorn's python: form)
 
 
 def _settings():
@@ -37,8 +37,10 @@ def main() -> None:
 
 @main.command()
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
-@click.option("--bind", default="127.0.0.1:8000", show_default=True)
-@click.option("--workers", type=int, default=None, help="gunicorn worker processes (default: docker/gunicorn.conf.py)")
+@click.option("--bind", envvar="FRUGAL_BIND", default="127.0.0.1:8000", show_default=True,
+              help="host:port to listen on (env FRUGAL_BIND)")
+@click.option("--workers", type=int, default=None,
+              help="gunicorn worker processes (default FRUGAL_WEB_WORKERS, else the core count, at least 2)")
 def serve(dev: bool, bind: str, workers: int | None) -> None:
     """Run the web service."""
     settings = _settings()
@@ -48,7 +50,7 @@ def serve(dev: bool, bind: str, workers: int | None) -> None:
         host, _, port = bind.rpartition(":")
         create_app(settings).run(host=host or "127.0.0.1", port=int(port), threaded=True)
         return
-    argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--bind", bind]
+    argv = [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, "--bind", bind]
     if workers:
         argv += ["--workers", str(workers)]
     argv.append("service.app:create_app()")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service import artifacts
 from service.definition import ExperimentDefinition
 from service.errors import ServiceUnavailable
 from service.registry import model_path, parse_ref
@@ -23,6 +25,8 @@ from service.store import experiments as experiment_store
 from service.store import models as model_store
 from service.store.database import Database
 from service.store.models import ModelRecord
+
+log = logging.getLogger("frugal.catalog")
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,7 @@ class Catalog:
                 record = model_store.by_ref(session, name, version)
                 if record is not None:
                     models[ref] = _spec(record, self._settings)
+                    self._fetch_file(session, record)
         compiled = {}
         for r in records:
             d = ExperimentDefinition.model_validate(r.definition)
@@ -155,6 +160,13 @@ class Catalog:
                 cache_champion=d.cache.champion, cache_challenger=d.cache.challenger, revision=r.revision,
             )
         return compiled
+
+    def _fetch_file(self, session, record: ModelRecord) -> None:
+        """Bring the model's file into this node's cache (a replica that did not receive the upload)."""
+        try:
+            artifacts.local_path(session, self._settings, record.digest)
+        except ServiceUnavailable as exc:  # one missing file must not stop every other experiment
+            log.error("model %s: %s", record.ref, exc.detail)
 
     def get(self, name: str) -> CompiledExperiment | None:
         self._fresh()

@@ -1,4 +1,6 @@
-"""gunicorn settings for Frugal (used by `frugal serve` and the Docker image).
+"""gunicorn settings for Frugal (used by `frugal serve` and the Docker image): a module of the
+installed package, so ``gunicorn -c python:service.gunicorn_conf 'service.app:create_app()'`` works
+from any directory.
 
 The app is created in the master (``preload_app``) so a bad setting stops start-up once, with a
 message naming the variable; everything with a thread, socket or onnxruntime session is created
