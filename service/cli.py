@@ -23,13 +23,71 @@ def _settings():
         raise click.ClickException(str(exc)) from None
 
 
-def _db():
+def _db(*, migrated: bool = True):
+    """The database; unless ``migrated=False`` (db upgrade), it must exist and be at head."""
     from service.store.database import Database
 
-    return Database(_settings().resolved_database_url)
+    url = _settings().resolved_database_url
+    if migrated and url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        # Connecting would create an empty file and then fail on its missing tables.
+        raise click.ClickException(f"no database at {url[len('sqlite:///'):]}: run 'frugal db upgrade' (or 'frugal demo') "
+                                   "first, or set FRUGAL_DATA_DIR / FRUGAL_DATABASE_URL to the one you mean")
+    database = Database(url)
+    if migrated:
+        from service.migrate import schema_is_current
+
+        ok, current, head = schema_is_current(database.engine)
+        if not ok:
+            raise click.ClickException(f"the database is at revision {current or 'none (empty)'}, this release needs "
+                                       f"{head}: run 'frugal db upgrade'")
+    return database
 
 
-@click.group()
+class _OneLineErrors(click.Group):
+    """Operator mistakes (database down, not migrated, a bad setting) end every command with one line
+    naming the problem and what to do, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from alembic.util import CommandError as AlembicError
+        from sqlalchemy.exc import DBAPIError, OperationalError
+
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            raise click.ClickException(str(exc)) from None
+        except FrugalError as exc:
+            raise click.ClickException(_one_line(exc)) from None
+        except AlembicError as exc:   # e.g. the database is at a revision this release does not know
+            raise click.ClickException(f"migration failed: {exc}") from None
+        except DBAPIError as exc:
+            from service.store.database import NOT_MIGRATED, schema_missing
+
+            if schema_missing(exc):
+                raise click.ClickException(NOT_MIGRATED) from None
+            first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+            if isinstance(exc, OperationalError):
+                raise click.ClickException(f"cannot use the database at {_where()}: {first}") from None
+            raise click.ClickException(f"database error at {_where()}: {first}") from None
+
+
+def _where() -> str:
+    """The database URL without its password (for messages)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(_settings().resolved_database_url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a message helper never raises
+        return "FRUGAL_DATABASE_URL"
+
+
+def _one_line(exc: FrugalError) -> str:
+    fields = "".join(f"\n  {e['field']}: {e['message']}" for e in exc.errors)
+    if exc.status == 503 and "unreachable" in exc.detail:
+        return f"the database at {_where()} is unreachable: start it, or check FRUGAL_DATABASE_URL"
+    return f"{exc.detail} ({exc.status} {exc.title}){fields}"
+
+
+@click.group(cls=_OneLineErrors)
 @click.version_option(package_name="frugal")
 def main() -> None:
     """Frugal: prove a cheaper ML model is good enough, then ship it."""
@@ -147,7 +205,7 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations."""
     from service.migrate import schema_is_current, upgrade
 
-    database = _db()
+    database = _db(migrated=False)
     upgrade(database.engine, revision)
     ok, current, head = schema_is_current(database.engine)
     click.echo(f"database at revision {current} (head {head})")
@@ -158,7 +216,7 @@ def db_current() -> None:
     """Show the schema revision."""
     from service.migrate import schema_is_current
 
-    ok, current, head = schema_is_current(_db().engine)
+    ok, current, head = schema_is_current(_db(migrated=False).engine)
     click.echo(f"current {current or 'none'}, head {head}: {'up to date' if ok else 'run frugal db upgrade'}")
     sys.exit(0 if ok else 1)
 
@@ -209,8 +267,7 @@ def _run(fn):
     try:
         return fn()
     except FrugalError as exc:
-        fields = "".join(f"\n  {e['field']}: {e['message']}" for e in exc.errors)
-        raise click.ClickException(f"{exc.detail} ({exc.status} {exc.title}){fields}") from None
+        raise click.ClickException(_one_line(exc)) from None
 
 
 @main.group()
@@ -221,6 +278,7 @@ def models() -> None:
 def _runtime():
     from service.runtime import Runtime
 
+    _db().dispose()  # exists and is migrated (one-line errors otherwise)
     return Runtime(_settings())
 
 
