@@ -53,6 +53,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     problems.register(app)
     from service.api.auth import authenticate_request
 
+    from service.api.observe import finish_request, start_request
+
+    app.before_request(start_request)         # request id and timer first: every answer is counted and logged with it
+    app.after_request(finish_request)
     app.before_request(authenticate_request)  # 401/403 before the body is even looked at
     app.before_request(_check_body)
     _register_routes(app)

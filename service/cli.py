@@ -120,16 +120,26 @@ def serve(dev: bool, bind: str, workers: int | None) -> None:
 @click.option("--beat", "with_beat", is_flag=True, help="Also run beat in this process (single-node setups only).")
 @click.option("--scorer/--no-scorer", "with_scorer", default=None,
               help="Also run a shadow scorer beside the worker (default: on the embedded SQLite default only).")
+@click.option("--metrics-port", type=int, envvar="FRUGAL_WORKER_METRICS_PORT", default=None,
+              help="serve the worker's Prometheus metrics on this port (env FRUGAL_WORKER_METRICS_PORT)")
 @click.pass_context
-def worker(ctx: click.Context, concurrency: int, with_beat: bool, with_scorer: bool | None) -> None:
+def worker(ctx: click.Context, concurrency: int, with_beat: bool, with_scorer: bool | None, metrics_port: int | None) -> None:
     """Run a Celery worker (roll-ups, analyses, actions, reports)."""
     import subprocess
 
+    settings = _settings()
+    from service.prometheus import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(settings.data_dir, "worker")   # before prometheus-client is imported
+    from service.worker import signals
     from service.worker.celery_app import create_worker_app
 
-    settings = _settings()
+    signals.connect(settings)
     celery = create_worker_app(settings)
-    argv = ["worker", f"--concurrency={concurrency}", "--loglevel=INFO", *ctx.args]
+    if metrics_port:
+        signals.serve_metrics(metrics_port)
+    # --quiet: no plain-text banner; the process logs JSON lines only (service.logs)
+    argv = ["--quiet", "worker", f"--concurrency={concurrency}", f"--loglevel={settings.log_level}", *ctx.args]
     if with_beat:
         argv.append("--beat")
     scorer_proc = None
@@ -187,11 +197,14 @@ def scorer(once: bool, parent_pid: int | None) -> None:
 @main.command()
 def beat() -> None:
     """Run the one beat scheduler (exactly one per deployment)."""
+    from service.worker import signals
     from service.worker.celery_app import create_worker_app
 
     settings = _settings()
+    signals.connect(settings)
     celery = create_worker_app(settings)
-    celery.start(["beat", "--loglevel=INFO", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"])
+    celery.start(["--quiet", "beat", f"--loglevel={settings.log_level}",
+                  f"--schedule={settings.data_dir / 'celerybeat-schedule'}"])
 
 
 @main.group()

@@ -103,6 +103,17 @@ def _policy(raw: dict[str, Any], by_ref: dict[str, ModelSpec]) -> PolicySpec:
     return PolicySpec("cascade", by_ref[raw["cheap"]], by_ref[raw["fallback"]], float(raw["threshold"]))
 
 
+def _labels(experiments) -> tuple[dict[int, str], dict[int, str]]:
+    names, refs = {}, {}
+    for e in experiments:
+        names[e.id] = e.name
+        for policy in (e.champion, e.challenger):
+            for spec in (policy.primary, policy.fallback):
+                if spec is not None:
+                    refs[spec.id] = spec.ref
+    return names, refs
+
+
 class Catalog:
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
@@ -111,6 +122,7 @@ class Catalog:
         self._loaded_at = -1e9
         self._by_name: dict[str, CompiledExperiment] = {}
         self._version = ""
+        self._labels: tuple[dict[int, str], dict[int, str]] = ({}, {})
         self._lock = threading.Lock()
 
     def _fresh(self) -> None:
@@ -127,9 +139,14 @@ class Catalog:
                 # Stale while error: keep routing with the last definitions until the database is back.
                 self._loaded_at = time.monotonic()
                 return
+            self._labels = _labels(self._by_name.values())
             self._version = hashlib.sha256(json.dumps(
                 [e.to_wire() for e in self._by_name.values()], sort_keys=True).encode()).hexdigest()[:32]
             self._loaded_at = time.monotonic()
+
+    def labels(self) -> tuple[dict[int, str], dict[int, str]]:
+        """(experiment id -> name, model id -> ref) of the loaded experiments, for metric labels."""
+        return self._labels
 
     def invalidate(self) -> None:
         self._loaded_at = -1e9

@@ -62,7 +62,7 @@ def analyze_experiment(self, experiment_id: int, slot: str | None = None, rollup
     rt = runtime()
     if rollup_first:  # this experiment caught up, waiting for a batch another worker is running on it
         run_rollup(rt.db, experiment_ids=[experiment_id], wait=True)
-    slot = slot or f"task:{self.request.id}"
+    slot = slot or f"task:{self.request.id.replace('-', '')}"   # 37 characters: analyses.slot holds 40
     analysis, created = analyze(rt.db, experiment_id, slot)
     taken = actions.act(rt.db, analysis) if created else []
     if created:

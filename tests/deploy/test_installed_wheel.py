@@ -113,10 +113,10 @@ def test_the_installed_wheels_run_the_documented_commands_on_postgres_and_redis(
             import json, sys
             from frugal_sdk import Client
             rows = json.loads(sys.stdin.read())
-            with Client({url!r}, {sdk_key!r}, timeout=10) as c:
-                arms, fallbacks = {{}}, 0
+            with Client({url!r}, {sdk_key!r}, timeout=10, strict=True) as c:
+                arms = {{}}
                 for k, row in enumerate(rows):
-                    p = c.predict("wheel", f"u{{k}}", row, strict=True)
+                    p = c.predict("wheel", f"u{{k}}", row)
                     arms[p.arm] = arms.get(p.arm, 0) + 1
                     c.record_outcome(p.request_id, float(p.prediction))
                 assert c.flush(timeout=30)
