@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     rollup_interval_s: float = Field(default=30.0, gt=0)
     analysis_interval_s: float = Field(default=60.0, gt=0)
     task_redelivery_s: int = Field(default=900, ge=1, description="a task whose worker died is redelivered after this long (Redis)")
+    retention_days: float = Field(default=90.0, ge=0, description=(
+        "Raw predictions and outcomes older than this (and rolled up) are deleted daily; 0 keeps them forever"))
+    retention_batch: int = Field(default=10_000, ge=100, le=1_000_000, description="Rows deleted per retention transaction")
+    retention_hour: int = Field(default=3, ge=0, le=23, description="Hour of the daily retention run (FRUGAL_REPORT_TIMEZONE)")
     report_timezone: str = "UTC"
     report_weekday: int = Field(default=0, ge=0, le=6, description="0 = Monday")
     report_hour: int = Field(default=6, ge=0, le=23)

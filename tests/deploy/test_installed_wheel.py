@@ -145,7 +145,7 @@ def test_the_installed_wheels_run_the_documented_commands_on_postgres_and_redis(
         deadline = time.monotonic() + 120
         while True:
             result = analysed()
-            n = sum(a["outcomes"] for a in result["inputs"]["arms"].values())
+            n = sum(a["outcomes"] for a in result["inputs"]["decision_inputs"]["arms"].values())
             if n >= len(rows) or time.monotonic() > deadline:
                 break
             time.sleep(2)
