@@ -353,6 +353,20 @@ def models_quantize(model: str, to: str, version: str | None) -> None:
                        "latency with 'frugal models bench' before using it", err=True)
 
 
+@models.command("sync")
+def models_sync() -> None:
+    """Copy model files this node holds into shared storage (models registered before revision 0006)."""
+    from service import artifacts
+
+    database = _db()
+    with database.unit_of_work() as session:
+        copied, missing = artifacts.sync(session, _settings())
+    click.echo(f"copied {len(copied)} model file(s) into shared storage")
+    if missing:
+        raise click.ClickException(f"{len(missing)} model file(s) are on neither this node nor in shared storage: "
+                                   f"{', '.join(d[:12] for d in missing)}; run this on the node that registered them")
+
+
 @main.command()
 @click.option("--experiment", "experiment", default=None, help="experiment name or id")
 @click.option("--portfolio", is_flag=True, help="the summary across every experiment that ran in the week")
