@@ -28,7 +28,7 @@ def _free_port(preferred: int) -> int:
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", preferred))
-            return preferred
+            return s.getsockname()[1]   # the port itself, or the one picked for --port 0
         except OSError:
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
@@ -60,6 +60,10 @@ class _Stack:
 
 
 DEMO_MARK = ".made-by-frugal-demo"
+
+
+def _logs() -> Path:
+    return Path(os.environ.get("FRUGAL_DATA_DIR", ".frugal")).resolve() / "logs"
 # What a run leaves in the data directory; the trained models (demo-models/) are kept between runs.
 _DEMO_STATE = ("frugal.db", "frugal.db-wal", "frugal.db-shm", "broker.db", "broker.db-wal", "broker.db-shm", "results.db",
                "results.db-wal", "results.db-shm", "celerybeat-schedule", "secret_key", "models", "reports", "spool",
@@ -220,7 +224,7 @@ def _wait_healthy(url: str, timeout: float = 60) -> None:
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise SystemExit("the demo service did not start; see <FRUGAL_DATA_DIR>/logs/web.log")
+    raise SystemExit(f"the demo service did not start; see {_logs()}/web.log")
 
 
 def _wait_for_shadow_scoring(url: str, headers, timeout: float = 60) -> None:
@@ -247,9 +251,9 @@ def _wait_task(url: str, headers, task_id: str, timeout: float = 90) -> dict[str
         if body["state"] == "SUCCESS":
             return body
         if body["state"] == "FAILURE":
-            raise SystemExit(f"analysis failed on the worker: {body.get('error')} (see <FRUGAL_DATA_DIR>/logs/worker.log)")
+            raise SystemExit(f"analysis failed on the worker: {body.get('error')} (see {_logs()}/worker.log)")
         time.sleep(0.3)
-    raise SystemExit("the worker did not finish the analysis in time; see <FRUGAL_DATA_DIR>/logs/worker.log")
+    raise SystemExit(f"the worker did not finish the analysis in time; see {_logs()}/worker.log")
 
 
 def _check(response: requests.Response, status: int) -> None:
