@@ -56,6 +56,7 @@ def test_a_model_uploaded_through_one_replica_is_served_by_the_other(fresh_pg, r
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
                 if r.status_code == 200:
                     served[server.url].add(r.json()["served_by"])
+        print(f"\n[frugal tests] two replicas, one Postgres: {PREDICTIONS} predictions alternating A/B -> statuses {statuses}")
         assert statuses == {200: PREDICTIONS}, statuses
         assert served[b.url] == set(refs.values()), served     # node B served both models it never received
         assert len(list((dirs[1] / "models").rglob("*.onnx"))) == 2   # fetched from the database into its cache
