@@ -2,9 +2,10 @@
 
 At 1,000 predictions a second the ``predictions`` table grows by about 40 GB a day
 (docs/architecture.md), while analyses and reports read only roll-ups.  So a daily task deletes
-predictions and outcomes older than ``FRUGAL_RETENTION_DAYS`` whose ids the roll-up has already read
-(an unread row is never deleted, however old), in batches of ``FRUGAL_RETENTION_BATCH`` rows, one
-short transaction each, so it never holds long locks or a long transaction against the event writer.
+predictions older than ``FRUGAL_RETENTION_DAYS`` whose ids their experiment's roll-up has already read
+(an unread row is never deleted, however old), then outcomes that old whose prediction is gone
+(nothing can join them any more), in batches of ``FRUGAL_RETENTION_BATCH`` rows, one short
+transaction each, so it never holds long locks or a long transaction against the event writer.
 
 Kept whatever their age, because analyses and audits need them: roll-ups (every analysis is
 recomputed from them), analyses with their input snapshots, the experiments' audit log
@@ -39,17 +40,24 @@ def run_retention(db: Database, *, days: float, batch: int, now: datetime | None
         return RetentionResult(None, 0, 0, 0)
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=days)
     with db.unit_of_work() as session:
-        upto = {name: retention_store.watermark(session, name) for name in ("predictions", "outcomes")}
+        read_upto = retention_store.prediction_watermarks(session)   # per experiment (set-based roll-ups)
     deleted = {"predictions": 0, "outcomes": 0}
     batches = 0
-    for name, delete in (("predictions", retention_store.delete_predictions), ("outcomes", retention_store.delete_outcomes)):
+
+    def drain(name: str, delete) -> None:
+        nonlocal batches
         while batches < max_batches:
             with db.unit_of_work() as session:
-                n = delete(session, before=cutoff, upto_id=upto[name], limit=batch)
+                n = delete(session)
             batches += 1
             deleted[name] += n
             if n < batch:
-                break
+                return
+
+    for experiment_id, upto in sorted(read_upto.items()):
+        drain("predictions", lambda session, e=experiment_id, u=upto: retention_store.delete_predictions(
+            session, experiment_id=e, before=cutoff, upto_id=u, limit=batch))
+    drain("outcomes", lambda session: retention_store.delete_orphan_outcomes(session, before=cutoff, limit=batch))
     if deleted["predictions"] or deleted["outcomes"]:
         log.info("retention: deleted %d predictions and %d outcomes older than %s (rolled up)",
                  deleted["predictions"], deleted["outcomes"], cutoff.isoformat(timespec="seconds"))

@@ -8,7 +8,7 @@ its SHA-256 (the digest ``models`` already records); a node's data directory kee
 Files registered before this revision stay where they were; ``frugal models sync`` copies them in.
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0007
 Create Date: 2026-12-04 03:10:00
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0006'
-down_revision = '0001'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

@@ -68,7 +68,7 @@ def test_the_installed_wheels_run_the_documented_commands_on_postgres_and_redis(
     port = free_port()
     env = dict(clean_env, FRUGAL_DATABASE_URL=fresh_pg_empty, FRUGAL_BROKER_URL=redis_url, FRUGAL_TASK_QUEUE=TEST_QUEUE,
                FRUGAL_DATA_DIR=str(work / "data"), FRUGAL_BIND=f"127.0.0.1:{port}", FRUGAL_WEB_WORKERS="1",
-               FRUGAL_LOG_LEVEL="WARNING", FRUGAL_RULESET_TTL_S="0.2", FRUGAL_SHADOW_EXECUTOR="thread")
+               FRUGAL_LOG_LEVEL="WARNING", FRUGAL_RULESET_TTL_S="0.2")
 
     # the package really is the installed one
     where = _run([str(venv / "bin" / "python"), "-c", "import service, frugal_sdk; print(service.__file__, frugal_sdk.__file__)"],
