@@ -168,7 +168,10 @@ def scorer(once: bool, parent_pid: int | None) -> None:
     from service.runtime import Runtime
     from service.scorer import scorer as make_scorer
 
+    from service.logs import configure_logging
+
     rt = Runtime(_settings())
+    configure_logging(rt.settings)   # its log records as JSON lines, like every other process
     work = make_scorer(rt)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
