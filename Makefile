@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 
 SDK    := $(wildcard sdk/pyproject.toml)
 
-$(STAMP): pyproject.toml $(SDK)
+$(STAMP): pyproject.toml setup.py $(SDK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e '.[dev,demo,pdf]' $(if $(SDK),-e './sdk[openfeature]')
