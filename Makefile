@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 
 SDK    := $(wildcard sdk/pyproject.toml)
 
-$(STAMP): pyproject.toml $(SDK)
+$(STAMP): pyproject.toml setup.py $(SDK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -e '.[dev,demo,pdf]' $(if $(SDK),-e './sdk[openfeature]')
@@ -21,12 +21,14 @@ demo: $(STAMP)
 	$(VENV)/bin/frugal demo
 
 # The report tests need a browser (headless Chromium, driven by Playwright), pdftoppm (poppler-utils) and
-# WeasyPrint's pango.  From Debian, never downloaded at test time; installed only when missing.
+# WeasyPrint's pango; the operations tests need promtool (prometheus) and docker-compose (to validate
+# ops/ and docker/).  From Debian, never downloaded at test time; installed only when missing.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 system-deps:
-	@if [ ! -x /usr/bin/chromium ] || ! command -v pdftoppm >/dev/null 2>&1 || ! ldconfig -p | grep -q libpangoft2-1.0 || ! ldconfig -p | grep -q libharfbuzz-subset; then \
+	@if [ ! -x /usr/bin/chromium ] || ! command -v pdftoppm >/dev/null 2>&1 || ! ldconfig -p | grep -q libpangoft2-1.0 || ! ldconfig -p | grep -q libharfbuzz-subset \
+	    || ! command -v promtool >/dev/null 2>&1 || ! command -v docker-compose >/dev/null 2>&1; then \
 		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends \
-			chromium poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core; \
+			chromium poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core prometheus docker-compose; \
 	fi
 
 test: system-deps $(STAMP)

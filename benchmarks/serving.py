@@ -2,7 +2,7 @@
 
     python benchmarks/serving.py [--seconds 10] [--connections 8] [--database postgresql://postgres@127.0.0.1/postgres]
 
-Each configuration runs under gunicorn with docker/gunicorn.conf.py (2 workers, gthread) on
+Each configuration runs under gunicorn with service/gunicorn_conf.py (2 workers, gthread) on
 loopback, loaded by benchmarks/loadgen.py in another process for a bounded time:
 
   (a) bare Flask + onnxruntime, the demo champion model, no routing, auth or logging;
@@ -89,7 +89,7 @@ class Gunicorn:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "docker" / "gunicorn.conf.py"), "--bind", f"127.0.0.1:{self.port}",
+            [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf", "--bind", f"127.0.0.1:{self.port}",
              "--workers", "2", app], env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=_pinned(cpus))
         deadline = time.monotonic() + 60

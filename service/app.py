@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 
 from flask import Flask, Response, redirect, request
 from flask_openapi3 import Info, OpenAPI
@@ -36,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
-        SECRET_KEY=settings.secret_key or _data_dir_secret(settings),
+        SECRET_KEY=settings.secret_key,  # unset: the deployment's key from the database, on first use (web/session.py)
         JSON_SORT_KEYS=False,
         SESSION_COOKIE_NAME="frugal_session",
         SESSION_COOKIE_HTTPONLY=True,
@@ -54,6 +53,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     problems.register(app)
     from service.api.auth import authenticate_request
 
+    from service.api.observe import finish_request, start_request
+
+    app.before_request(start_request)         # request id and timer first: every answer is counted and logged with it
+    app.after_request(finish_request)
     app.before_request(authenticate_request)  # 401/403 before the body is even looked at
     app.before_request(_check_body)
     _register_routes(app)
@@ -106,14 +109,6 @@ def runtime_settings() -> Settings:
     from service.runtime import runtime
 
     return runtime().settings
-
-
-def _data_dir_secret(settings: Settings) -> str:
-    path = settings.data_dir / "secret_key"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 _DESCRIPTION = """Frugal proves a cheaper ML model is good enough, then ships it.

@@ -138,3 +138,11 @@ class Authenticator:
     def check_scope(record: KeyRecord, scope: str) -> None:
         if scope not in IMPLIED[record.scope]:
             raise Forbidden(f"this route needs a key with scope '{scope}'; key {record.prefix} has scope '{record.scope}'")
+
+
+def deployment_secret(db: Database, name: str) -> str:
+    """A random secret shared by every process on this database, made by the first that asks."""
+    from service.store import secrets as secret_store
+
+    with db.unit_of_work() as session:
+        return secret_store.get_or_create(session, name, secrets.token_urlsafe(32))

@@ -11,7 +11,7 @@ import click
 
 from service.errors import ConfigurationError, FrugalError
 
-GUNICORN_CONF = Path(__file__).resolve().parent.parent / "docker" / "gunicorn.conf.py"
+GUNICORN_CONF = "python:service.gunicorn_conf"   # a module of the installed package (gunicorn's python: form)
 
 
 def _settings():
@@ -23,13 +23,71 @@ def _settings():
         raise click.ClickException(str(exc)) from None
 
 
-def _db():
+def _db(*, migrated: bool = True):
+    """The database; unless ``migrated=False`` (db upgrade), it must exist and be at head."""
     from service.store.database import Database
 
-    return Database(_settings().resolved_database_url)
+    url = _settings().resolved_database_url
+    if migrated and url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        # Connecting would create an empty file and then fail on its missing tables.
+        raise click.ClickException(f"no database at {url[len('sqlite:///'):]}: run 'frugal db upgrade' (or 'frugal demo') "
+                                   "first, or set FRUGAL_DATA_DIR / FRUGAL_DATABASE_URL to the one you mean")
+    database = Database(url)
+    if migrated:
+        from service.migrate import schema_is_current
+
+        ok, current, head = schema_is_current(database.engine)
+        if not ok:
+            raise click.ClickException(f"the database is at revision {current or 'none (empty)'}, this release needs "
+                                       f"{head}: run 'frugal db upgrade'")
+    return database
 
 
-@click.group()
+class _OneLineErrors(click.Group):
+    """Operator mistakes (database down, not migrated, a bad setting) end every command with one line
+    naming the problem and what to do, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from alembic.util import CommandError as AlembicError
+        from sqlalchemy.exc import DBAPIError, OperationalError
+
+        try:
+            return super().invoke(ctx)
+        except ConfigurationError as exc:
+            raise click.ClickException(str(exc)) from None
+        except FrugalError as exc:
+            raise click.ClickException(_one_line(exc)) from None
+        except AlembicError as exc:   # e.g. the database is at a revision this release does not know
+            raise click.ClickException(f"migration failed: {exc}") from None
+        except DBAPIError as exc:
+            from service.store.database import NOT_MIGRATED, schema_missing
+
+            if schema_missing(exc):
+                raise click.ClickException(NOT_MIGRATED) from None
+            first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+            if isinstance(exc, OperationalError):
+                raise click.ClickException(f"cannot use the database at {_where()}: {first}") from None
+            raise click.ClickException(f"database error at {_where()}: {first}") from None
+
+
+def _where() -> str:
+    """The database URL without its password (for messages)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(_settings().resolved_database_url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a message helper never raises
+        return "FRUGAL_DATABASE_URL"
+
+
+def _one_line(exc: FrugalError) -> str:
+    fields = "".join(f"\n  {e['field']}: {e['message']}" for e in exc.errors)
+    if exc.status == 503 and "unreachable" in exc.detail:
+        return f"the database at {_where()} is unreachable: start it, or check FRUGAL_DATABASE_URL"
+    return f"{exc.detail} ({exc.status} {exc.title}){fields}"
+
+
+@click.group(cls=_OneLineErrors)
 @click.version_option(package_name="frugal")
 def main() -> None:
     """Frugal: prove a cheaper ML model is good enough, then ship it."""
@@ -37,8 +95,10 @@ def main() -> None:
 
 @main.command()
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
-@click.option("--bind", default="127.0.0.1:8000", show_default=True)
-@click.option("--workers", type=int, default=None, help="gunicorn worker processes (default: docker/gunicorn.conf.py)")
+@click.option("--bind", envvar="FRUGAL_BIND", default="127.0.0.1:8000", show_default=True,
+              help="host:port to listen on (env FRUGAL_BIND)")
+@click.option("--workers", type=int, default=None,
+              help="gunicorn worker processes (default FRUGAL_WEB_WORKERS, else the core count, at least 2)")
 def serve(dev: bool, bind: str, workers: int | None) -> None:
     """Run the web service."""
     settings = _settings()
@@ -48,7 +108,7 @@ def serve(dev: bool, bind: str, workers: int | None) -> None:
         host, _, port = bind.rpartition(":")
         create_app(settings).run(host=host or "127.0.0.1", port=int(port), threaded=True)
         return
-    argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--bind", bind]
+    argv = [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, "--bind", bind]
     if workers:
         argv += ["--workers", str(workers)]
     argv.append("service.app:create_app()")
@@ -60,16 +120,26 @@ def serve(dev: bool, bind: str, workers: int | None) -> None:
 @click.option("--beat", "with_beat", is_flag=True, help="Also run beat in this process (single-node setups only).")
 @click.option("--scorer/--no-scorer", "with_scorer", default=None,
               help="Also run a shadow scorer beside the worker (default: on the embedded SQLite default only).")
+@click.option("--metrics-port", type=int, envvar="FRUGAL_WORKER_METRICS_PORT", default=None,
+              help="serve the worker's Prometheus metrics on this port (env FRUGAL_WORKER_METRICS_PORT)")
 @click.pass_context
-def worker(ctx: click.Context, concurrency: int, with_beat: bool, with_scorer: bool | None) -> None:
+def worker(ctx: click.Context, concurrency: int, with_beat: bool, with_scorer: bool | None, metrics_port: int | None) -> None:
     """Run a Celery worker (roll-ups, analyses, actions, reports)."""
     import subprocess
 
+    settings = _settings()
+    from service.prometheus import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(settings.data_dir, "worker")   # before prometheus-client is imported
+    from service.worker import signals
     from service.worker.celery_app import create_worker_app
 
-    settings = _settings()
+    signals.connect(settings)
     celery = create_worker_app(settings)
-    argv = ["worker", f"--concurrency={concurrency}", "--loglevel=INFO", *ctx.args]
+    if metrics_port:
+        signals.serve_metrics(metrics_port)
+    # --quiet: no plain-text banner; the process logs JSON lines only (service.logs)
+    argv = ["--quiet", "worker", f"--concurrency={concurrency}", f"--loglevel={settings.log_level}", *ctx.args]
     if with_beat:
         argv.append("--beat")
     scorer_proc = None
@@ -98,7 +168,10 @@ def scorer(once: bool, parent_pid: int | None) -> None:
     from service.runtime import Runtime
     from service.scorer import scorer as make_scorer
 
+    from service.logs import configure_logging
+
     rt = Runtime(_settings())
+    configure_logging(rt.settings)   # its log records as JSON lines, like every other process
     work = make_scorer(rt)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -127,11 +200,14 @@ def scorer(once: bool, parent_pid: int | None) -> None:
 @main.command()
 def beat() -> None:
     """Run the one beat scheduler (exactly one per deployment)."""
+    from service.worker import signals
     from service.worker.celery_app import create_worker_app
 
     settings = _settings()
+    signals.connect(settings)
     celery = create_worker_app(settings)
-    celery.start(["beat", "--loglevel=INFO", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"])
+    celery.start(["--quiet", "beat", f"--loglevel={settings.log_level}",
+                  f"--schedule={settings.data_dir / 'celerybeat-schedule'}"])
 
 
 @main.group()
@@ -145,7 +221,7 @@ def db_upgrade(revision: str) -> None:
     """Apply migrations."""
     from service.migrate import schema_is_current, upgrade
 
-    database = _db()
+    database = _db(migrated=False)
     upgrade(database.engine, revision)
     ok, current, head = schema_is_current(database.engine)
     click.echo(f"database at revision {current} (head {head})")
@@ -156,7 +232,7 @@ def db_current() -> None:
     """Show the schema revision."""
     from service.migrate import schema_is_current
 
-    ok, current, head = schema_is_current(_db().engine)
+    ok, current, head = schema_is_current(_db(migrated=False).engine)
     click.echo(f"current {current or 'none'}, head {head}: {'up to date' if ok else 'run frugal db upgrade'}")
     sys.exit(0 if ok else 1)
 
@@ -207,8 +283,7 @@ def _run(fn):
     try:
         return fn()
     except FrugalError as exc:
-        fields = "".join(f"\n  {e['field']}: {e['message']}" for e in exc.errors)
-        raise click.ClickException(f"{exc.detail} ({exc.status} {exc.title}){fields}") from None
+        raise click.ClickException(_one_line(exc)) from None
 
 
 @main.command("plan")
@@ -265,6 +340,7 @@ def models() -> None:
 def _runtime():
     from service.runtime import Runtime
 
+    _db().dispose()  # exists and is migrated (one-line errors otherwise)
     return Runtime(_settings())
 
 
@@ -324,6 +400,20 @@ def models_quantize(model: str, to: str, version: str | None) -> None:
             click.echo(f"warning: {record.ref} is not cheaper to run here than {source.ref} (quantizing a small "
                        "model adds conversion work that can outweigh the cheaper arithmetic); compare accuracy and "
                        "latency with 'frugal models bench' before using it", err=True)
+
+
+@models.command("sync")
+def models_sync() -> None:
+    """Copy model files this node holds into shared storage (models registered before revision 0006)."""
+    from service import artifacts
+
+    database = _db()
+    with database.unit_of_work() as session:
+        copied, missing = artifacts.sync(session, _settings())
+    click.echo(f"copied {len(copied)} model file(s) into shared storage")
+    if missing:
+        raise click.ClickException(f"{len(missing)} model file(s) are on neither this node nor in shared storage: "
+                                   f"{', '.join(d[:12] for d in missing)}; run this on the node that registered them")
 
 
 @main.command()

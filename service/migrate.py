@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -10,13 +11,21 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+def migrations_dir() -> Path:
+    """The Alembic scripts: the package ``service.migrations`` in an installed wheel (setup.py ships
+    the top-level ``migrations/`` folder under that name), else ``migrations/`` of this checkout (an
+    editable install, whose import finder does not see the renamed folder)."""
+    try:
+        found = importlib.resources.files("service.migrations")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "migrations"
+    return Path(str(found))
 
 
 def alembic_config(url: str) -> Config:
-    """An Alembic config pointing at ``migrations/`` (copied beside ``service/`` in the image)."""
+    """An Alembic config pointing at the migrations shipped with this package."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     config.set_main_option("file_template", "%%(year)d_%%(month).2d_%%(day).2d_%%(hour).2d%%(minute).2d-%%(rev)s_%%(slug)s")
     return config

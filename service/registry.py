@@ -1,21 +1,21 @@
 """The model registry: register, list, profile, quantize and delete ONNX models.
 
-Files are stored content-addressed (``<data_dir>/models/<sha256[:2]>/<sha256>.onnx``); metadata and
-the measured profile live in the database.
+Files are stored content-addressed by SHA-256 in shared storage (the database by default, see
+service/artifacts.py) with a cached copy per node; metadata and the measured profile live in the database.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from service import artifacts
 from service.errors import Conflict, NotFound, ValidationFailed, field_error
 from service.settings import Settings
+from service.store import artifacts as artifact_store
 from service.store import models as model_store
 from service.store.database import Database
 from service.store.models import ModelRecord
@@ -24,20 +24,14 @@ TASKS = ("binary", "multiclass", "regression")
 
 
 def model_path(settings: Settings, digest: str) -> Path:
-    return settings.models_dir / digest[:2] / f"{digest}.onnx"
+    """This node's cached copy of a model file (service.artifacts keeps the shared one)."""
+    return artifacts.cache_path(settings, digest)
 
 
-def _store_file(settings: Settings, data: bytes, digest: str) -> Path:
-    path = model_path(settings, digest)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)  # atomic: a reader never sees half a file
-    return path
+def local_model_file(db: Database, settings: Settings, digest: str) -> Path:
+    """A local file with the model's bytes, fetched from shared storage if this node lacks it."""
+    with db.unit_of_work() as session:
+        return artifacts.local_path(session, settings, digest)
 
 
 def parse_ref(ref: str) -> tuple[str, str | None]:
@@ -82,7 +76,7 @@ def register(
     with db.unit_of_work() as session:
         if model_store.by_ref(session, name, version):
             raise Conflict(f"model {name}:{version} is already registered; choose a new version")
-        _store_file(settings, data, digest)
+        artifacts.save(session, settings, digest, data)
         return model_store.insert(
             session, name=name, version=version, task=task, digest=digest, file_size=len(data),
             signature=signature.to_dict(), declared_cost_per_1k=declared_cost_per_1k, profile=None,
@@ -127,6 +121,7 @@ def delete(db: Database, model_id: int) -> None:
         if model_store.users(session, model_id) or model_store.has_predictions(session, model_id):
             raise Conflict(f"model {record.ref} has logged predictions or past experiments; it is kept for the audit trail")
         model_store.delete(session, model_id)
+        artifact_store.delete_unreferenced(session, record.digest)
 
 
 def prediction_cost(cost_per_1k: float | None, inference_ms: float, settings: Settings) -> float:
@@ -145,7 +140,7 @@ def profile_model(db: Database, settings: Settings, model_id: int, *, labelled_c
     from service.inference.profile import profile_model as measure
 
     record = get(db, model_id)
-    profile = measure(model_path(settings, record.digest), record.task, labelled_csv=labelled_csv,
+    profile = measure(local_model_file(db, settings, record.digest), record.task, labelled_csv=labelled_csv,
                       price_per_core_hour=settings.price_per_core_hour, budget_s=budget_s,
                       signature=record.signature)
     data = profile.to_dict() if hasattr(profile, "to_dict") else dict(profile)
@@ -161,7 +156,7 @@ def quantize(db: Database, settings: Settings, model_id: int, to: str, *, versio
     if to not in ("int8", "fp16"):
         raise ValidationFailed("invalid quantization", errors=[field_error("to", "must be int8 or fp16")])
     source = get(db, model_id)
-    data = quantize_model(model_path(settings, source.digest).read_bytes(), to)
+    data = quantize_model(local_model_file(db, settings, source.digest).read_bytes(), to)
     record = register(
         db, settings, data, name=source.name, version=version or f"{source.version}-{to}", task=source.task,
         description=f"{to} quantization of {source.ref}", derived_from_id=source.id, transform=to,

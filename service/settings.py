@@ -35,7 +35,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
     max_upload_bytes: int = Field(default=256 * 1_048_576, ge=1024, le=4 * 1_073_741_824)
     auth_cache_ttl_s: float = Field(default=5.0, ge=0, description="How long a key lookup is cached (revocation delay)")
-    secret_key: str | None = Field(default=None, description="Signs dashboard sessions; default a random key kept in data_dir")
+    secret_key: str | None = Field(default=None, min_length=16, description=(
+        "Signs dashboard sessions; default a random key made once and kept in the database, shared by every replica"))
+    model_store_url: str | None = Field(default=None, description=(
+        "Where model files are shared between nodes: unset = in the database; file:///path = a directory every node mounts"))
 
     # Inference
     ort_intra_op_threads: int = Field(default=1, ge=0, le=256)
@@ -66,6 +69,10 @@ class Settings(BaseSettings):
     rollup_interval_s: float = Field(default=30.0, gt=0)
     analysis_interval_s: float = Field(default=60.0, gt=0)
     task_redelivery_s: int = Field(default=900, ge=1, description="a task whose worker died is redelivered after this long (Redis)")
+    retention_days: float = Field(default=90.0, ge=0, description=(
+        "Raw predictions and outcomes older than this (and rolled up) are deleted daily; 0 keeps them forever"))
+    retention_batch: int = Field(default=10_000, ge=100, le=1_000_000, description="Rows deleted per retention transaction")
+    retention_hour: int = Field(default=3, ge=0, le=23, description="Hour of the daily retention run (FRUGAL_REPORT_TIMEZONE)")
     report_timezone: str = "UTC"
     report_weekday: int = Field(default=0, ge=0, le=6, description="0 = Monday")
     report_hour: int = Field(default=6, ge=0, le=23)
@@ -75,7 +82,8 @@ class Settings(BaseSettings):
                                         "private addresses (a receiver on this host or a private network)")
     public_url: str = Field(default="http://127.0.0.1:8000", description="Base URL used in links sent out")
 
-    @field_validator("database_url", "broker_url", "result_backend", "report_webhook_url", "webhook_secret", mode="before")
+    @field_validator("database_url", "broker_url", "result_backend", "report_webhook_url", "webhook_secret",
+                     "secret_key", "model_store_url", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -87,6 +95,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         if value is not None and value.startswith("postgres://"):
             value = "postgresql://" + value[len("postgres://"):]
+        return value
+
+    @field_validator("model_store_url")
+    @classmethod
+    def _known_store(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("file:///") and len(value) > len("file:///")):
+            raise ValueError("must be file:///absolute/path (unset keeps model files in the database)")
         return value
 
     @field_validator("report_timezone")

@@ -64,6 +64,14 @@ def fresh_pg(pg_admin_url):
     servers.drop_database(pg_admin_url, url)
 
 
+@pytest.fixture
+def fresh_pg_empty(pg_admin_url):
+    """An empty Postgres database (no schema) used by this test only: what an operator starts with."""
+    url = servers.create_database(pg_admin_url)
+    yield url
+    servers.drop_database(pg_admin_url, url)
+
+
 @pytest.fixture(scope="session")
 def demo_models(tmp_path_factory):
     """The demo ONNX models (scikit-learn's bundled breast-cancer data), built once per session."""
@@ -178,7 +186,7 @@ def admin(make_key):
 # -- what the run exercised: printed at the end of every run, so CI's log shows the real parts ------
 
 _REAL_PARTS = {
-    "postgres": {"pg_admin_url", "pg_url", "fresh_pg", "throwaway_pg"},
+    "postgres": {"pg_admin_url", "pg_url", "fresh_pg", "fresh_pg_empty", "throwaway_pg"},
     "redis": {"redis_url"},
 }
 _PASSED: dict[str, int] = {"postgres": 0, "redis": 0, "worker": 0}

@@ -18,12 +18,14 @@ from typing import Any, Iterable, Sequence
 
 from frugal_sdk import types as t
 from frugal_sdk._assignment import arm_index, bucket
+from frugal_sdk._ratelimit import RateLimitedLog
 from frugal_sdk.errors import ApiError, DeadlineExceeded, FrugalError, NotReady, ServiceUnavailable, UnknownExperiment
 from frugal_sdk.outbox import Outbox
 from frugal_sdk.ruleset import RulesetCache
 from frugal_sdk.transport import Response, Transport, TransportError, Urllib3Transport
 
 log = logging.getLogger("frugal_sdk")
+WARNING_INTERVAL_S = 60.0   # at most one fallback warning per reason a minute (the rest are counted in it)
 
 _NO_FALLBACK = object()
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
@@ -62,6 +64,7 @@ class Client:
         self._closed = False
         self._stats_lock = threading.Lock()
         self._predict_counts = {"predictions": 0, "fallbacks": 0}
+        self._warnings = RateLimitedLog(log, WARNING_INTERVAL_S)
         self._outbox = Outbox(self._post_delivery, capacity=buffer_size, batch_size=batch_size,
                               interval=flush_interval, timeout=timeout, spool_path=spool_path)
         self._rules = RulesetCache(self._get_ruleset, interval=refresh_interval, jitter=refresh_jitter,
@@ -158,7 +161,7 @@ class Client:
         chosen = self._fallback if fallback is _NO_FALLBACK else fallback
         reason = ("sdk_deadline" if isinstance(exc, DeadlineExceeded) else
                   "sdk_refused" if isinstance(exc, ApiError) else "sdk_unavailable")
-        log.warning("frugal predict fell back (%s): %s", reason, exc)
+        self._warnings.warning(reason, "frugal predict fell back (%s): %s", reason, exc)
         out = []
         for request_id, features in rows:
             value = None if chosen is _NO_FALLBACK else chosen

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 from pydantic import ValidationError
 
 from service.errors import FrugalError
+from service.prometheus import observe_request
 
 PATH = "/v1/predict"
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class PredictFastPath:
             if answer is not None:
                 with self._lock:
                     self.answered += 1
+                observe_request("POST", PATH, 200, time.perf_counter() - started)
                 start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))])
                 return [answer]
             environ["wsgi.input"] = io.BytesIO(body)  # Flask reads the same bytes and says what is wrong

@@ -24,8 +24,11 @@ def metrics():
     fallbacks, shadow jobs sampled / scored / failed / dropped and the backlog waiting in the
     database, the event log's recorded / written / spooled / replayed / dead-lettered events and
     its queue, and the prediction cache.  Processes publish every FRUGAL_METRICS_INTERVAL_S; this
-    one's own counters are current."""
+    one's own counters are current.  Then the labelled families (per experiment, arm and model),
+    latency and inference-time histograms and HTTP request metrics of every process of this server
+    (docs/deploy.md lists them)."""
     from service.errors import ServiceUnavailable
+    from service import prometheus
     from service.metrics import collect, exposition, publisher
     from service.store.shadow import backlog
 
@@ -38,4 +41,6 @@ def metrics():
             totals["frugal_shadow_backlog"] = backlog(session)
     except ServiceUnavailable:
         pass  # the database is down: the other counters still answer
-    return Response(exposition(totals, live), mimetype=None, content_type=PROMETHEUS_TEXT)
+    # The counters above (unchanged names and meaning), then the labelled metrics and histograms.
+    body = exposition(totals, live) + prometheus.exposition().decode()
+    return Response(body, mimetype=None, content_type=PROMETHEUS_TEXT)

@@ -28,7 +28,7 @@ def _free_port(preferred: int) -> int:
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", preferred))
-            return preferred
+            return s.getsockname()[1]   # the port itself, or the one picked for --port 0
         except OSError:
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
@@ -59,6 +59,32 @@ class _Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
+DEMO_MARK = ".made-by-frugal-demo"
+
+
+def _logs() -> Path:
+    return Path(os.environ.get("FRUGAL_DATA_DIR", ".frugal")).resolve() / "logs"
+# What a run leaves in the data directory; the trained models (demo-models/) are kept between runs.
+_DEMO_STATE = ("frugal.db", "frugal.db-wal", "frugal.db-shm", "broker.db", "broker.db-wal", "broker.db-shm", "results.db",
+               "results.db-wal", "results.db-shm", "celerybeat-schedule", "secret_key", "models", "reports", "spool",
+               "metrics", "logs")
+
+
+def _fresh_demo_dir(data_dir: Path) -> None:
+    """A fresh database and broker each run, but never over a database the demo did not make."""
+    if (data_dir / "frugal.db").exists() and not (data_dir / DEMO_MARK).exists():
+        raise SystemExit(f"{data_dir / 'frugal.db'} holds a database the demo did not create; set FRUGAL_DATA_DIR "
+                         "to another directory for the demo (it starts from an empty database each run)")
+    for name in _DEMO_STATE:
+        path = data_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    (data_dir / "logs").mkdir(parents=True)
+    (data_dir / DEMO_MARK).write_text("frugal demo owns this data directory's database; it replaces it on each run\n")
+
+
 def run_demo(port: int = 8000) -> int:
     from service.auth import create_key
     from service.demo.models import build_demo_models
@@ -67,11 +93,10 @@ def run_demo(port: int = 8000) -> int:
     from service.store.database import Database
 
     started = time.monotonic()
-    base = Path(os.environ.get("FRUGAL_DATA_DIR", ".frugal")).resolve()
-    data_dir = base / "demo"
-    if data_dir.exists():
-        shutil.rmtree(data_dir)  # a fresh database and broker each run; the trained models are cached beside it
-    (data_dir / "logs").mkdir(parents=True)
+    # The demo's database is the embedded default one (FRUGAL_DATA_DIR, default .frugal), so the commands
+    # it suggests afterwards (frugal report, frugal keys list, frugal serve) see what it made.
+    data_dir = Path(os.environ.get("FRUGAL_DATA_DIR", ".frugal")).resolve()
+    _fresh_demo_dir(data_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRUGAL_")}
     # `frugal worker` on the embedded default also runs a shadow scorer: demo-shadow's rows get scored there.
     env.update({"FRUGAL_DATA_DIR": str(data_dir), "FRUGAL_LOG_LEVEL": "WARNING", "FRUGAL_ANALYSIS_INTERVAL_S": "3600",
@@ -79,7 +104,7 @@ def run_demo(port: int = 8000) -> int:
     settings = load_settings({k: v for k, v in env.items() if k.startswith("FRUGAL_")})
 
     _say("training or loading the demo models (scikit-learn's bundled breast-cancer data set) ...")
-    models = build_demo_models(base / "demo-models")
+    models = build_demo_models(data_dir / "demo-models")
     champion, challenger = _pick(models)
     _say(f"champion {champion.name}:{champion.version}, challenger {challenger.name}:{challenger.version}")
 
@@ -93,7 +118,7 @@ def run_demo(port: int = 8000) -> int:
     url = f"http://127.0.0.1:{port}"
     stack = _Stack(env, port, data_dir / "logs")
     try:
-        stack.start("web", [sys.executable, "-m", "gunicorn", "-c", str(Path(__file__).resolve().parents[2] / "docker" / "gunicorn.conf.py"),
+        stack.start("web", [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf",
                             "--bind", f"127.0.0.1:{port}", "--workers", "2", "service.app:create_app()"])
         stack.start("worker", [sys.executable, "-m", "service.cli", "worker", "--concurrency", "1"])
         _wait_healthy(url)
@@ -199,7 +224,7 @@ def _wait_healthy(url: str, timeout: float = 60) -> None:
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    raise SystemExit("the demo service did not start; see .frugal/demo/logs/web.log")
+    raise SystemExit(f"the demo service did not start; see {_logs()}/web.log")
 
 
 def _wait_for_shadow_scoring(url: str, headers, timeout: float = 60) -> None:
@@ -226,9 +251,9 @@ def _wait_task(url: str, headers, task_id: str, timeout: float = 90) -> dict[str
         if body["state"] == "SUCCESS":
             return body
         if body["state"] == "FAILURE":
-            raise SystemExit(f"analysis failed on the worker: {body.get('error')} (see .frugal/demo/logs/worker.log)")
+            raise SystemExit(f"analysis failed on the worker: {body.get('error')} (see {_logs()}/worker.log)")
         time.sleep(0.3)
-    raise SystemExit("the worker did not finish the analysis in time; see .frugal/demo/logs/worker.log")
+    raise SystemExit(f"the worker did not finish the analysis in time; see {_logs()}/worker.log")
 
 
 def _check(response: requests.Response, status: int) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service import artifacts
 from service.definition import ExperimentDefinition
 from service.errors import ServiceUnavailable
 from service.registry import model_path, parse_ref
@@ -23,6 +25,8 @@ from service.store import experiments as experiment_store
 from service.store import models as model_store
 from service.store.database import Database
 from service.store.models import ModelRecord
+
+log = logging.getLogger("frugal.catalog")
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,17 @@ def _policy(raw: dict[str, Any], by_ref: dict[str, ModelSpec]) -> PolicySpec:
     return PolicySpec("cascade", by_ref[raw["cheap"]], by_ref[raw["fallback"]], float(raw["threshold"]))
 
 
+def _labels(experiments) -> tuple[dict[int, str], dict[int, str]]:
+    names, refs = {}, {}
+    for e in experiments:
+        names[e.id] = e.name
+        for policy in (e.champion, e.challenger):
+            for spec in (policy.primary, policy.fallback):
+                if spec is not None:
+                    refs[spec.id] = spec.ref
+    return names, refs
+
+
 class Catalog:
     def __init__(self, db: Database, settings: Settings) -> None:
         self._db = db
@@ -107,6 +122,7 @@ class Catalog:
         self._loaded_at = -1e9
         self._by_name: dict[str, CompiledExperiment] = {}
         self._version = ""
+        self._labels: tuple[dict[int, str], dict[int, str]] = ({}, {})
         self._lock = threading.Lock()
 
     def _fresh(self) -> None:
@@ -123,9 +139,14 @@ class Catalog:
                 # Stale while error: keep routing with the last definitions until the database is back.
                 self._loaded_at = time.monotonic()
                 return
+            self._labels = _labels(self._by_name.values())
             self._version = hashlib.sha256(json.dumps(
                 [e.to_wire() for e in self._by_name.values()], sort_keys=True).encode()).hexdigest()[:32]
             self._loaded_at = time.monotonic()
+
+    def labels(self) -> tuple[dict[int, str], dict[int, str]]:
+        """(experiment id -> name, model id -> ref) of the loaded experiments, for metric labels."""
+        return self._labels
 
     def invalidate(self) -> None:
         self._loaded_at = -1e9
@@ -144,6 +165,7 @@ class Catalog:
                 record = model_store.by_ref(session, name, version)
                 if record is not None:
                     models[ref] = _spec(record, self._settings)
+                    self._fetch_file(session, record)
         compiled = {}
         for r in records:
             d = ExperimentDefinition.model_validate(r.definition)
@@ -155,6 +177,13 @@ class Catalog:
                 cache_champion=d.cache.champion, cache_challenger=d.cache.challenger, revision=r.revision,
             )
         return compiled
+
+    def _fetch_file(self, session, record: ModelRecord) -> None:
+        """Bring the model's file into this node's cache (a replica that did not receive the upload)."""
+        try:
+            artifacts.local_path(session, self._settings, record.digest)
+        except ServiceUnavailable as exc:  # one missing file must not stop every other experiment
+            log.error("model %s: %s", record.ref, exc.detail)
 
     def get(self, name: str) -> CompiledExperiment | None:
         self._fresh()

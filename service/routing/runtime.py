@@ -52,9 +52,20 @@ def model_runner(rt: Runtime):
 
 def router(rt: Runtime) -> Router:
     def build() -> Router:
-        from service.eventlog import event_log
+        from service.eventlog import PredictionEvent, event_log
+        from service.prometheus import observe_prediction
 
-        r = Router(catalog(rt), rt.settings, model_runner(rt), event_log(rt).record_many)
+        log = event_log(rt)
+        known = catalog(rt)
+
+        def record(events: list[Any]) -> bool:
+            names, refs = known.labels()
+            for e in events:
+                if isinstance(e, PredictionEvent):
+                    observe_prediction(e, names.get(e.experiment_id, str(e.experiment_id)), refs.get(e.model_id, str(e.model_id)))
+            return log.record_many(events)
+
+        r = Router(known, rt.settings, model_runner(rt), record)
         rt.on_close(r.close)
         return r
 

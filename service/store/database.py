@@ -57,6 +57,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - tr
     cursor.close()
 
 
+NOT_MIGRATED = "the database schema is not at this release's revision: run 'frugal db upgrade'"
+# SQLSTATE undefined_table / undefined_column (Postgres); SQLite says it in words.
+_SCHEMA_CODES = {"42P01", "42703"}
+
+
+def schema_missing(exc: DBAPIError) -> bool:
+    """Whether ``exc`` says a table or column does not exist: an unmigrated (or older) schema."""
+    if getattr(exc.orig, "pgcode", None) in _SCHEMA_CODES:
+        return True
+    text = str(exc.orig)
+    return text.startswith(("no such table", "no such column")) or " has no column named " in text
+
+
 class Database:
     """One engine and session factory per process (created after gunicorn forks)."""
 
@@ -99,6 +112,8 @@ class Database:
             session.commit()
         except (OperationalError, DBAPIError) as exc:
             session.rollback()
+            if schema_missing(exc):
+                raise ServiceUnavailable(NOT_MIGRATED) from exc
             if exc.connection_invalidated or isinstance(exc, OperationalError):
                 raise ServiceUnavailable("the database is unreachable; retry shortly") from exc
             raise

@@ -59,8 +59,32 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
 
 
+class ModelArtifact(Base):
+    """A model file's bytes, keyed by their SHA-256, so web replicas and workers share nothing but the
+    database (each keeps a local copy as a cache).  A row exists per distinct file, not per version."""
+
+    __tablename__ = "model_artifacts"
+    __table_args__ = (sa.CheckConstraint("size > 0", name="size_positive"),)
+
+    digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class InstanceSecret(Base):
+    """A secret the whole deployment shares, made once (the dashboard's session key when
+    FRUGAL_SECRET_KEY is not set), so every replica signs and checks the same cookies."""
+
+    __tablename__ = "instance_secrets"
+
+    name: Mapped[str] = mapped_column(sa.String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
 class Model(Base):
-    """A registered ONNX model version; the file lives content-addressed under the data dir."""
+    """A registered ONNX model version; the file's bytes are in ``model_artifacts`` (or an object store)."""
 
     __tablename__ = "models"
     __table_args__ = (

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 from flask import Blueprint, Response, g, redirect, request, session
 from flask.sessions import SecureCookieSessionInterface
 
-from service.auth import session_key
+from service.auth import deployment_secret, session_key
 from service.errors import Forbidden, Unauthorized
 from service.reports.render import page
 from service.runtime import runtime
@@ -22,11 +22,19 @@ from service.store.keys import KeyRecord
 
 bp = Blueprint("web_session", __name__)
 SCOPE = "read"
+SESSION_SECRET = "session_key"
 
 
 class LazyCookieSessions(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, skipped where no session can exist: the JSON API (/v1) never
     reads one, and a request without the cookie has none (Flask would build a signer per request)."""
+
+    def get_signing_serializer(self, app):
+        if not app.secret_key:
+            # FRUGAL_SECRET_KEY unset: one key for the whole deployment, made once and kept in the
+            # database, so a cookie signed by one replica is valid on every other.
+            app.secret_key = runtime().lazy("session_secret", lambda: deployment_secret(runtime().db, SESSION_SECRET))
+        return super().get_signing_serializer(app)
 
     def open_session(self, app, request):
         if request.path.startswith("/v1/") or self.get_cookie_name(app) not in request.cookies:

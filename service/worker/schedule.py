@@ -13,6 +13,7 @@ def beat_schedule(settings: Settings) -> dict:
     return {
         "rollup": {"task": "frugal.rollup", "schedule": timedelta(seconds=settings.rollup_interval_s)},
         "analyze-running-experiments": {"task": "frugal.analyze_all", "schedule": timedelta(seconds=settings.analysis_interval_s)},
+        "retention": {"task": "frugal.retention", "schedule": crontab(minute=30, hour=settings.retention_hour)},
         "weekly-reports": {
             "task": "frugal.weekly_reports",
             "schedule": crontab(minute=0, hour=settings.report_hour, day_of_week=(settings.report_weekday + 1) % 7),

@@ -35,6 +35,18 @@ def rollup() -> dict:
     return run_rollup(runtime().db, max_seconds=ROLLUP_BUDGET_S).to_dict()
 
 
+@shared_task(name="frugal.retention", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3, soft_time_limit=3300,
+             time_limit=3600)
+def retention() -> dict:
+    """Delete raw events older than FRUGAL_RETENTION_DAYS that the roll-up has read (idempotent)."""
+    from service.retention import run_retention
+
+    rt = runtime()
+    result = run_retention(rt.db, days=rt.settings.retention_days, batch=rt.settings.retention_batch)
+    return {"cutoff": result.cutoff.isoformat() if result.cutoff else None, "predictions": result.predictions_deleted,
+            "outcomes": result.outcomes_deleted, "batches": result.batches}
+
+
 @shared_task(name="frugal.analyze_all", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=5)
 def analyze_all(slot: str | None = None) -> dict:
     """Beat: roll up, then analyse every running experiment for this slot (one analysis per slot)."""

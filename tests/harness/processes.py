@@ -70,7 +70,7 @@ class WebServer(Process):
 
     def __init__(self, env: dict[str, str], log: Path, *, workers: int = 2, port: int | None = None) -> None:
         self.port = port or free_port()
-        argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "docker" / "gunicorn.conf.py"),
+        argv = [sys.executable, "-m", "gunicorn", "-c", "python:service.gunicorn_conf",
                 "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), "service.app:create_app()"]
         super().__init__(argv, env, log)
         self.url = f"http://127.0.0.1:{self.port}"
