@@ -9,8 +9,9 @@ outcomes for 75% of them, spread over 30 days) and reports, all in the same run:
 - the first roll-up of everything (paid once);
 - rolling up the newest 1% of events on top (what each scheduled run pays);
 - analysing the experiment from its roll-ups (what each look pays), with the number of buckets read;
-- ingest while a roll-up of ``--ingest-rows`` (1M) runs: predictions and outcomes stored through the
-  event writers' functions (service.store.events) in batches of 20, and their latency percentiles.
+- ingest while a roll-up of ``--ingest-rows`` (1M) runs: a writer process of its own stores predictions
+  and outcomes through the event writers' functions (service.store.events) in batches of 20; their
+  latency percentiles, and the same writer's for a few seconds with no roll-up running.
 
 Rates are rows per second of wall time on this host; ratios are against the full scan of the same run.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -62,27 +62,19 @@ def _timed(label: str, fn, repeat: int = 1):
     return best, value
 
 
-def _ingest_during(db, record, model, rollup) -> tuple[list[float], object]:
-    """Run ``rollup`` in a thread while this thread stores predictions and outcomes in batches of 20
-    (as the event log flushes them): the latency of each batch's transaction, in ms."""
+def _ingest(url: str, experiment_id: int, phase: int, model_id: int, prefix: str, stop, out) -> None:
+    """A writer process (as a web worker is): store predictions and outcomes in batches of 20, as the
+    event log flushes them, until ``stop`` is set; put each batch transaction's latency (ms) in ``out``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from service.eventlog import OutcomeEvent, PredictionEvent
+    from service.store.database import Database
     from service.store.events import insert_outcomes, insert_predictions
 
-    done, box = threading.Event(), {}
-
-    def run():
-        try:
-            box["result"] = rollup()
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=run)
-    latencies, k = [], 0
-    thread.start()
-    while not done.is_set():
+    db, latencies, k = Database(url), [], 0
+    while not stop.is_set():
         now = datetime.now(timezone.utc)
-        events = [PredictionEvent(f"live{k + i}", record.id, record.current_phase, "champion", f"live{k + i}", model.id, True,
-                                  True, model.id, 8.0, 1.0, 1.0, None, 0.9, 0.001, False, None, "server", now) for i in range(20)]
+        events = [PredictionEvent(f"{prefix}{k + i}", experiment_id, phase, "champion", f"{prefix}{k + i}", model_id, True,
+                                  True, model_id, 8.0, 1.0, 1.0, None, 0.9, 0.001, False, None, "server", now) for i in range(20)]
         t = time.perf_counter()
         with db.unit_of_work() as session:
             insert_predictions(session, events)
@@ -92,8 +84,24 @@ def _ingest_during(db, record, model, rollup) -> tuple[list[float], object]:
             insert_outcomes(session, [OutcomeEvent(e.request_id, 1.0, now, now) for e in events])
         latencies.append((time.perf_counter() - t) * 1000)
         k += 20
-    thread.join()
-    return latencies, box.get("result")
+    db.dispose()
+    out.put(latencies)
+
+
+def _ingest_during(db, record, model, prefix: str, work=None, seconds: float = 5.0) -> tuple[list[float], object]:
+    """Ingest from a process of its own while ``work`` runs here (or for ``seconds`` with nothing else)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    stop, out = ctx.Event(), ctx.Queue()
+    proc = ctx.Process(target=_ingest, args=(db.url, record.id, record.current_phase, model.id, prefix, stop, out))
+    proc.start()
+    time.sleep(3)  # the writer has imported and connected
+    result = work() if work is not None else time.sleep(seconds)
+    stop.set()
+    latencies = out.get(timeout=120)
+    proc.join(30)
+    return latencies, result
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -165,9 +173,10 @@ def main() -> None:
         # ingest beside a roll-up of --ingest-rows more predictions
         extra = args.ingest_rows
         _load(db, record, *models, args.rows + 1, args.rows + extra)
+        quiet, _ = _ingest_during(db, record, models[0], "quiet")
         t = time.perf_counter()
-        latencies, during = _ingest_during(db, record, models[0], lambda: run_rollup(db))
-        during_s = time.perf_counter() - t
+        latencies, during = _ingest_during(db, record, models[0], "live", lambda: run_rollup(db))
+        during_s = time.perf_counter() - t - 3
         with db.engine.connect() as conn:
             buckets = conn.execute(sa.text("SELECT count(*) FROM rollups")).scalar()
             totals = conn.execute(sa.text("SELECT count(*) FROM rollup_totals")).scalar()
@@ -183,7 +192,8 @@ def main() -> None:
         print(f"scheduled run (newest 1% roll-up + analysis) vs full scan: {scan_s / (inc_s + analyse_s):,.1f}x faster")
         print(f"ingest during a {during.predictions:,}-row roll-up: {len(latencies):,} batches of 20 "
               f"(predictions and outcomes), p50 {_percentile(latencies, 0.5):.1f} ms, p99 {_percentile(latencies, 0.99):.1f} ms, "
-              f"max {max(latencies):.1f} ms")
+              f"max {max(latencies):.1f} ms; with no roll-up running: p50 {_percentile(quiet, 0.5):.1f} ms, "
+              f"p99 {_percentile(quiet, 0.99):.1f} ms ({len(quiet):,} batches)")
         assert inc.predictions == newest and first.predictions == bulk and len(groups) > 0
         assert during.predictions >= extra
     finally:

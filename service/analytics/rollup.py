@@ -4,7 +4,7 @@ computed by the database in set-based SQL (service/store/rollups.py); Python mer
 Exactly-once by construction: within an experiment, a (prediction, outcome) pair is counted in the
 transaction where the later of the two first falls at or below the experiment's watermarks, so a
 late outcome still counts, once, in its prediction's bucket.  Each transaction covers at most
-``batch_rows`` predictions (and as many outcome ids), locks only its experiment's watermark rows and
+``batch_rows`` prediction ids (and as many outcome ids), locks only its experiment's watermark rows and
 advances them with the buckets and the phase totals it changed.  Workers take different experiments
 (``SKIP LOCKED``); nothing here takes a lock an event writer waits on.
 
