@@ -13,7 +13,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-SLEEP_S = 0.4
+SLEEP_S = 1.5   # well past the deadline (500 ms), which is generous for a busy host
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def rig(fresh_pg, data_dir, demo_models):
         record = experiments.create(rt.db, ExperimentDefinition.model_validate({
             "name": name, "mode": mode, "champion": {"kind": "model", "model": refs["champion"].ref},
             "challenger": {"kind": "model", "model": refs["challenger"].ref}, "metric": {"kind": "binary", "margin": 0.02},
-            "challenger_deadline_ms": 100}), actor="test")
+            "challenger_deadline_ms": 500}), actor="test")
         experiments.transition(rt.db, str(record.id), "start", actor="test")
 
     real = model_runner(rt)
@@ -83,7 +83,7 @@ def test_shadow_challenger_faults_never_reach_the_caller(rig, fault):
 
     rig["fault"]["kind"] = fault
     champion = rig["refs"]["champion"].ref
-    n = 10
+    n = 10 if fault == "raise" else 4
     answers = _predict(rig, "shadow", n, f"shadow-{fault}")
     assert all(a.arm == "champion" and a.served_by == champion and a.fallback_reason is None for a in answers)
     # the champion does not wait for the shadow challenger (which takes SLEEP_S a run)
@@ -119,7 +119,7 @@ def test_ab_challenger_faults_fall_back_to_the_champion_and_are_recorded(rig, fa
     assert challenger_arm, "some units must be assigned to the challenger"
     assert all(a.served_by == champion and a.fallback_reason == reason for a in challenger_arm)
     assert all(a.fallback_reason is None for a in answers if a.arm == "champion")
-    # the deadline (100 ms) cut the wait short, for every challenger-arm request
+    # the deadline (500 ms) cut the wait short, for every challenger-arm request
     assert _slower_than_the_fault(answers) <= 1, sorted(a.latency_ms for a in answers)
     assert len(challenger_arm) >= 5
 
