@@ -379,6 +379,41 @@ def models_bench(model: str, labelled_csv: Path | None, budget_s: float) -> None
     click.echo(json.dumps(profile, indent=2))
 
 
+@models.command("compare")
+@click.argument("refs", nargs=-1)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write the quality-against-cost plot here (SVG)")
+def models_compare(refs: tuple[str, ...], plot_path: Path | None) -> None:
+    """Quality against cost per 1M predictions, with p95 latency: REFS (default every registered model),
+    from each model's benchmark ('frugal models bench --labelled-csv' measures quality)."""
+    from service import registry
+    from service.reports.format import fmt
+    from service.reports.plots import ParetoPoint, pareto
+
+    rt = _runtime()
+    rows = _run(lambda: registry.compare(rt.db, rt.settings, list(refs) or None))
+    if not rows:
+        click.echo("no models registered")
+        return
+    header = ("model", "quality", "$ per 1M predictions", "p95 latency", "memory", "frontier")
+    table = [header] + [(r.ref, f"{r.quality_name} {r.quality:.4f}" if r.quality is not None else "n/a (bench with --labelled-csv)",
+                         fmt(r.cost_per_1m, "usd_sig") if r.cost_per_1m is not None else "n/a (not benchmarked)",
+                         f"{r.p95_ms:.3g} ms" if r.p95_ms is not None else "n/a", fmt(r.memory_mb, "mb"),
+                         "yes" if r.on_frontier else "") for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    click.echo(f"cost: benchmarked CPU time per prediction x ${rt.settings.price_per_core_hour:g} per core-hour "
+               "(FRUGAL_PRICE_PER_CORE_HOUR), plus any declared cost; frontier: no other model with the same quality "
+               "figure is both better and cheaper")
+    if plot_path is not None:
+        points = [ParetoPoint(r.ref, r.quality, r.cost_per_1m, r.p95_ms) for r in rows
+                  if r.quality is not None and r.cost_per_1m]
+        names = {r.quality_name for r in rows if r.quality is not None}
+        plot_path.write_text(pareto(points, " / ".join(sorted(names)) or "quality", names != {"rmse"}))
+        click.echo(f"plot written to {plot_path}")
+
+
 @models.command("quantize")
 @click.argument("model")
 @click.option("--to", "to", type=click.Choice(["int8", "fp16"]), required=True)
@@ -419,7 +454,8 @@ def models_sync() -> None:
 @main.command()
 @click.option("--experiment", "experiment", default=None, help="experiment name or id")
 @click.option("--portfolio", is_flag=True, help="the summary across every experiment that ran in the week")
-@click.option("--week", default=None, help="ISO week such as 2026-W47 (default: last complete week, FRUGAL_REPORT_TIMEZONE)")
+@click.option("--week", default=None, help="ISO week such as 2026-W47 (default: the week of the experiment's latest "
+              "analysis; for --portfolio the last complete week; FRUGAL_REPORT_TIMEZONE)")
 @click.option("--pdf", is_flag=True, help="also write the PDF under FRUGAL_DATA_DIR/reports")
 def report(experiment: str | None, portfolio: bool, week: str | None, pdf: bool) -> None:
     """Render a weekly report now, store it and print its URL (and the PDF's path)."""
@@ -431,7 +467,12 @@ def report(experiment: str | None, portfolio: bool, week: str | None, pdf: bool)
     if bool(experiment) == portfolio:
         raise click.UsageError("give --experiment NAME or --portfolio")
     rt = _runtime()
-    target = _run(lambda: IsoWeek.parse(week) if week else IsoWeek.previous(datetime.now(timezone.utc), rt.settings.report_timezone))
+    if week:
+        target = _run(lambda: IsoWeek.parse(week))
+    elif portfolio:
+        target = IsoWeek.previous(datetime.now(timezone.utc), rt.settings.report_timezone)
+    else:  # the week of the experiment's latest analysis: a new experiment's report is not empty
+        target = _run(lambda: weekly.default_week(rt.db, rt.settings, experiment))
     if portfolio:
         record = _run(lambda: weekly.render_portfolio(rt.db, rt.settings, target, pdf=pdf))
     else:

@@ -7,6 +7,8 @@ service/artifacts.py) with a cached copy per node; metadata and the measured pro
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -124,20 +126,57 @@ def delete(db: Database, model_id: int) -> None:
         artifact_store.delete_unreferenced(session, record.digest)
 
 
+HOURS_PER_MONTH = 24 * 30.0   # the reports' month (service.reports.gather.DAYS_PER_MONTH)
+
+
+def compute_threads(settings: Settings) -> int:
+    """Cores one inference is charged for.  With one intra-op thread (the default) onnxruntime runs on the
+    calling thread and the session pool times ``session.run`` in that thread's CPU time
+    (``service.inference.sessions.inference_clock``): one core.  With more threads it times wall
+    time, charged for every thread it may use (0 = onnxruntime's default, one per core)."""
+    threads = settings.ort_intra_op_threads
+    return 1 if threads == 1 else (threads or os.cpu_count() or 1)
+
+
 def prediction_cost(cost_per_1k: float | None, inference_ms: float, settings: Settings) -> float:
-    """One prediction's cost: the model's cost per 1,000 (declared, or measured by its profile) if
-    known, else this request's inference compute time (inside ``session.run``, not end-to-end
-    latency) x the price per core-hour x threads used."""
-    if cost_per_1k is not None:
-        return cost_per_1k / 1000.0
-    threads = max(settings.ort_intra_op_threads, 1)
-    return inference_ms / 3_600_000.0 * settings.price_per_core_hour * threads
+    """One prediction's cost in USD: the one cost model (docs/models.md#cost), charged to every served,
+    shadow and client-reported row from that row's own measurement.
+
+    compute = this row's inference time inside ``session.run`` (CPU time, measured the same way in
+    the request process and in a shadow scorer) / 3,600,000 ms x ``price_per_core_hour`` x
+    ``compute_threads``, plus ``cost_per_1k`` / 1,000 when the model declares a cost per 1,000
+    predictions (a licence or API fee: added to the compute, never instead of it).  A model's
+    benchmark profile does not enter: re-benchmarking never changes what a row cost.  Memory is
+    charged per replica-hour, not per row (``memory_cost_per_month``)."""
+    compute = max(inference_ms, 0.0) / 3_600_000.0 * settings.price_per_core_hour * compute_threads(settings)
+    return compute + (cost_per_1k / 1000.0 if cost_per_1k else 0.0)
+
+
+@dataclass(frozen=True)
+class MemoryCost:
+    """The memory a model's serving replicas hold, priced per GB-hour, at an observed traffic rate."""
+
+    replicas: int
+    memory_mb: float
+    per_month: float      # USD
+
+
+def memory_cost_per_month(memory_mb: float, predictions_per_s: float, cpu_ms_per_prediction: float,
+                          settings: Settings) -> MemoryCost:
+    """USD a month for the resident memory of the replicas a model needs at ``predictions_per_s``: a
+    replica is one process with one core, so the traffic needs ceil(rate x CPU seconds per
+    prediction) of them, at least one; each holds ``memory_mb`` (the model's own increment,
+    measured by ``frugal models bench`` in a fresh process)."""
+    replicas = max(1, math.ceil(max(predictions_per_s, 0.0) * max(cpu_ms_per_prediction, 0.0) / 1000.0))
+    per_month = replicas * max(memory_mb, 0.0) / 1024.0 * HOURS_PER_MONTH * settings.price_per_gb_hour
+    return MemoryCost(replicas, memory_mb, per_month)
 
 
 def profile_model(db: Database, settings: Settings, model_id: int, *, labelled_csv: str | None = None,
                   budget_s: float = 5.0) -> dict[str, Any]:
-    """Measure the model on this host and store the profile on it (see service.inference.profile)."""
-    from service.inference.profile import profile_model as measure
+    """Measure the model on this host, in a fresh process, and store the profile on it (see
+    service.inference.profile: the CLI and the API get the same figures)."""
+    from service.inference.profile import profile_in_fresh_process as measure
 
     record = get(db, model_id)
     profile = measure(local_model_file(db, settings, record.digest), record.task, labelled_csv=labelled_csv,
@@ -177,3 +216,39 @@ def cost_comparison(source: ModelRecord, derived: ModelRecord) -> tuple[float, f
     """(source, derived) measured CPU cost per 1,000 predictions, when both are profiled."""
     a, b = (source.profile or {}).get("cost_per_1k"), (derived.profile or {}).get("cost_per_1k")
     return (float(a), float(b)) if a is not None and b is not None else None
+
+
+@dataclass(frozen=True)
+class ModelComparison:
+    """One registered model on the quality / cost plane (``frugal models compare``), from its benchmark."""
+
+    ref: str
+    quality_name: str | None        # "accuracy" or "rmse": what the labelled benchmark measured
+    quality: float | None
+    cost_per_1m: float | None       # USD: benchmarked CPU time per prediction at today's price, plus any declared cost
+    p95_ms: float | None            # single-row latency, end to end
+    memory_mb: float | None
+    on_frontier: bool = False
+
+
+def compare(db: Database, settings: Settings, refs: list[str] | None = None) -> list[ModelComparison]:
+    """Registered models (``refs``, or every one) with their benchmarked quality, cost per 1M predictions
+    (the cost model of ``prediction_cost`` applied to the benchmark's CPU time) and p95 latency; the
+    frontier is computed among models whose quality was measured the same way (same figure)."""
+    from service.reports.plots import ParetoPoint, frontier
+
+    records = [resolve(db, ref) for ref in refs] if refs else page(db, limit=1000, offset=0)[0]
+    rows = []
+    for record in records:
+        profile = record.profile or {}
+        cpu_ms = profile.get("cpu_ms_per_prediction")
+        cost = prediction_cost(record.declared_cost_per_1k, cpu_ms, settings) * 1e6 if cpu_ms is not None else None
+        name = "accuracy" if "accuracy" in profile else "rmse" if "rmse" in profile else None
+        rows.append(ModelComparison(record.ref, name, profile.get(name) if name else None, cost,
+                                    (profile.get("single_row_latency_ms") or {}).get("p95"), profile.get("memory_mb")))
+    best: set[str] = set()
+    for name, higher in (("accuracy", True), ("rmse", False)):
+        points = [ParetoPoint(r.ref, r.quality, r.cost_per_1m, r.p95_ms) for r in rows
+                  if r.quality_name == name and r.quality is not None and r.cost_per_1m]
+        best |= frontier(points, higher)
+    return [ModelComparison(**{**r.__dict__, "on_frontier": r.ref in best}) for r in rows]

@@ -11,7 +11,7 @@ default ``frugal worker`` starts one) repeats, in one transaction:
    claim the same job (on SQLite the delete takes the database's write lock: one scorer at a time);
 3. score each job as the request it shadows would have been served: one run of one row, through
    ``run_policy`` and ``prediction_event``, the code that builds served rows, so the challenger's
-   inference time (``session.run`` wall time, the champion's clock) and cost
+   inference time (``session.run`` CPU time by ``inference_clock``, the champion's clock) and cost
    (``service.registry.prediction_cost``) are measured the same way;
 4. insert the challenger's prediction rows (idempotent on (request_id, model_id)) and commit.
 

@@ -43,7 +43,10 @@ class Settings(BaseSettings):
     # Inference
     ort_intra_op_threads: int = Field(default=1, ge=0, le=256)
     ort_inter_op_threads: int = Field(default=1, ge=0, le=256)
-    price_per_core_hour: float = Field(default=0.05, ge=0, description="USD per CPU core-hour, for measured cost")
+    # Defaults: AWS Fargate on-demand, Linux/x86, us-east-1 ($0.04048 per vCPU-hour, $0.004445 per GB-hour):
+    # a CPU and a memory price quoted separately, as the cost model charges them (docs/models.md#cost).
+    price_per_core_hour: float = Field(default=0.04048, ge=0, description="USD per CPU core-hour, for measured compute cost")
+    price_per_gb_hour: float = Field(default=0.004445, ge=0, description="USD per GB-hour of resident memory")
     prediction_cache_size: int = Field(default=10_000, ge=0)
     prediction_cache_ttl_s: float = Field(default=300.0, gt=0)
 

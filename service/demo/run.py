@@ -265,7 +265,7 @@ def _print_table(results: dict[str, Any], definitions: dict[str, Any]) -> None:
     from service.demo.summary import summarise
 
     print()
-    header = f"{'experiment':<12} {'decision':<10} {'quality diff':>12} {'bound':>8} {'margin':>7} {'p95 champ':>10} {'p95 chall':>10} {'$/1k champ':>11} {'$/1k chall':>11} {'savings':>8}"
+    header = f"{'experiment':<12} {'decision':<10} {'quality diff':>12} {'bound':>8} {'margin':>7} {'p95 champ':>10} {'p95 chall':>10} {'$/1M champ':>11} {'$/1M chall':>11} {'savings':>8}"
     print(header)
     print("-" * len(header))
     for name, result in results.items():

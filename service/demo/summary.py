@@ -19,13 +19,13 @@ def _num(value: Any, fmt: str) -> str:
 
 def summarise(analysis: dict[str, Any]) -> dict[str, str]:
     """Table cells for one analysis: decision, quality difference and its lower bound against the
-    margin, p95 latency per arm, cost per 1,000 predictions per arm and the savings share."""
+    margin, p95 latency per arm, cost per 1M predictions per arm (USD) and the savings share."""
     results = analysis.get("results") or {}
     quality = _get(results, "components", "quality") or {}
     latency = _get(results, "components", "latency") or {}
     cost = _get(results, "components", "cost") or {}
     ci = quality.get("ci") or [None, None]
-    per_1k = lambda arm: None if _get(cost, "per_request", arm, "mean") is None else 1000 * _get(cost, "per_request", arm, "mean")  # noqa: E731
+    per_1m = lambda arm: None if _get(cost, "per_request", arm, "mean") is None else 1e6 * _get(cost, "per_request", arm, "mean")  # noqa: E731
     savings = _get(cost, "savings_share", "estimate")
     margin = quality.get("margin")
     return {
@@ -35,7 +35,7 @@ def summarise(analysis: dict[str, Any]) -> dict[str, str]:
         "margin": "—" if margin is None else f"-{margin:g}",
         "p95_champion": _num(_get(latency, "quantiles", "champion", "p95", "value"), ".2f") + " ms",
         "p95_challenger": _num(_get(latency, "quantiles", "challenger", "p95", "value"), ".2f") + " ms",
-        "cost_champion": _num(per_1k("champion"), ".3g"),
-        "cost_challenger": _num(per_1k("challenger"), ".3g"),
+        "cost_champion": _num(per_1m("champion"), ".3g"),
+        "cost_challenger": _num(per_1m("challenger"), ".3g"),
         "savings": "—" if savings is None else f"{100 * savings:.0f}%",
     }

@@ -21,14 +21,21 @@ from service.inference.outputs import Output, decode
 @dataclass(frozen=True, slots=True)
 class RunResult:
     outputs: list[Output]
-    inference_ms: float          # wall time inside session.run for the whole batch
+    inference_ms: float          # time inside session.run for the whole batch, by the model's clock
+
+
+def inference_clock(intra_op_threads: int) -> Callable[[], float]:
+    """How ``session.run`` is timed, the same way in every process (request path, shadow scorer):
+    with one intra-op thread onnxruntime runs on the calling thread, so that thread's CPU time
+    (``time.thread_time``) is the model's compute, whatever else the host runs and however the
+    process is scheduled; with more threads their work is not in the caller's CPU time, so wall time
+    (``service.registry.compute_threads`` charges it for every thread)."""
+    return time.thread_time if intra_op_threads == 1 else time.perf_counter
 
 
 class LoadedModel:
-    """``clock`` times ``session.run``: wall time (``perf_counter``) by default, for the web workers
-    and the shadow scorers alike, so a challenger's shadow inference time is measured like the
-    champion's.  Another clock (``time.thread_time``: with one intra-op thread onnxruntime runs on
-    the calling thread) leaves out time spent preempted."""
+    """``clock`` times ``session.run`` (``inference_clock``: CPU time of the calling thread with one
+    intra-op thread, so time spent preempted does not count as the model's)."""
 
     def __init__(self, session, task: str, signature: dict[str, Any], clock: Callable[[], float] = time.perf_counter) -> None:
         self.session = session
@@ -36,6 +43,11 @@ class LoadedModel:
         self.signature = signature
         self.clock = clock
         self.pid = os.getpid()
+
+    def warm(self) -> None:
+        """One untimed run of a row of zeros: a new session's first run sets up its buffers and costs
+        many times a later one, a loading cost no single request should be charged."""
+        self.session.run(None, build_feed(self.signature, [[0.0] * len(self.signature["feature_names"])]))
 
     def run(self, rows: list[Any]) -> RunResult:
         """Score every row in one ``session.run`` (raises ValidationFailed for bad features)."""
@@ -63,8 +75,8 @@ class SessionPool:
     The key names a registered model (the router uses its id), never just the file's digest: two
     registrations of the same bytes may differ in task, and so in how outputs are decoded."""
 
-    def __init__(self, settings, clock: Callable[[], float] = time.perf_counter) -> None:
-        self._clock = clock
+    def __init__(self, settings, clock: Callable[[], float] | None = None) -> None:
+        self._clock = clock or inference_clock(settings.ort_intra_op_threads)
         self._intra = settings.ort_intra_op_threads
         self._inter = settings.ort_inter_op_threads
         self._models: dict[str, LoadedModel] = {}
@@ -86,6 +98,7 @@ class SessionPool:
             model = self._models.get(key)
             if model is None:
                 model = LoadedModel(new_session(path, self._intra, self._inter), task, signature, self._clock)
+                model.warm()
                 self._models[key] = model
         return model
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from service.reports.gather import ReportData, gather
+from service.reports.gather import Prices, ReportData, gather
 from service.store import analyses as analysis_store
 from service.store import experiments as experiment_store
 from service.store import reports as report_store
@@ -33,13 +33,13 @@ def overview(db: Database) -> list[OverviewRow]:
                 for record in experiment_store.all_records(session)]
 
 
-def experiment(db: Database, ref: str) -> ExperimentView:
+def experiment(db: Database, ref: str, prices: Prices | None = None) -> ExperimentView:
     """The experiment's latest analysis with its history, recent audit events and its weekly reports."""
     from service.experiments import resolve
 
     until = datetime.now(timezone.utc) + timedelta(seconds=1)
     with db.unit_of_work() as session:
         record = resolve(session, ref)
-        data = gather(session, record, until=until)
+        data = gather(session, record, until=until, prices=prices)
         reports, _ = report_store.page(session, limit=52, offset=0, experiment_id=record.id)
     return ExperimentView(data, reports)

@@ -1,12 +1,15 @@
 """Gather what a report shows into plain dataclasses: stored analyses, the audit trail and roll-ups.
 
 Every number on a report comes from the stored analysis it names (``METRICS`` says where in its
-``results``), or is derived from stored analyses by the few documented formulas in ``derived``:
-cost per 1,000 predictions, the current traffic rate, projected monthly savings, days to a decision.
+``results``), or is derived from stored analyses by the few documented formulas in ``derived``
+(docs/reports.md#money): cost per 1M predictions, what each arm cost and what the challenger saved
+to date, the observed traffic span and rate, dollars a month at that rate (only once the span is at
+least ``PROJECTION_MIN_SPAN``), the replicas' memory cost, days to a decision.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -20,6 +23,7 @@ from service.store.experiments import EventRecord, ExperimentRecord
 ARMS = ("champion", "challenger")
 DAYS_PER_MONTH = 30.0
 RATE_WINDOW = timedelta(days=7)   # traffic rate: from the analyses of the trailing week
+PROJECTION_MIN_SPAN = timedelta(days=1)  # a month's money is projected from at least a day of traffic
 DECIDED = ("PROMOTE", "REJECT", "FUTILE")
 RECENT_EVENTS = 20                # the dashboard's "recent changes"
 
@@ -70,8 +74,33 @@ METRICS: dict[str, tuple[tuple[Any, ...], str]] = {
        for arm in ARMS for what in ("exposures", "predictions", "outcomes")},
     **{f"shadow.{what}": (("shadow", what), "count") for what in ("dropped", "expired", "failed")},
 }
-DERIVED_KINDS = {"quality.threshold": "signed", "cost.champion_per_1k": "usd_small", "cost.challenger_per_1k": "usd_small",
-                 "cost.monthly_volume": "count", "cost.monthly_savings": "usd", "decision.days_left": "days"}
+DERIVED_KINDS = {
+    "quality.threshold": "signed", "decision.days_left": "days",
+    **{f"cost.{arm}_{what}": "usd_sig" for arm in ARMS for what in ("per_1m", "per_1m_low", "per_1m_high", "to_date",
+                                                                   "monthly", "memory_monthly")},
+    **{f"cost.{arm}_memory_mb": "mb" for arm in ARMS}, **{f"cost.{arm}_replicas": "count" for arm in ARMS},
+    "cost.savings_to_date": "usd_sig", "cost.savings_to_date_low": "usd_sig", "cost.savings_to_date_high": "usd_sig",
+    "cost.savings_basis": "count", "cost.observed_span": "duration", "cost.rate_per_day": "count",
+    "cost.monthly_volume": "count", "cost.monthly_savings": "usd_sig", "cost.monthly_savings_low": "usd_sig",
+    "cost.monthly_savings_high": "usd_sig", "cost.direction": "text", "cost.projection_note": "text",
+    "pareto.champion": "text", "pareto.challenger": "text",
+}
+
+
+@dataclass(frozen=True)
+class ArmModel:
+    """What the report needs of an arm's model beyond the analysis: its benchmark (memory, CPU per row)."""
+
+    memory_mb: float | None
+    cpu_ms_per_prediction: float | None
+
+
+@dataclass(frozen=True)
+class Prices:
+    """The cost model's prices (service.settings: ``price_per_core_hour``, ``price_per_gb_hour``)."""
+
+    per_core_hour: float
+    per_gb_hour: float
 
 
 def lookup(results: dict[str, Any], path: tuple[Any, ...]) -> Any:
@@ -113,17 +142,94 @@ def _information(analysis: AnalysisRecord) -> float:
     return float(lookup(analysis.results, ("components", "quality", "information_n")) or 0)
 
 
-def derived(history: list[AnalysisRecord]) -> dict[str, Any]:
-    """Numbers computed from stored analyses (``history`` oldest first; its last one is the one reported)."""
+def observed_span(analysis: AnalysisRecord, traffic_start: datetime | None) -> timedelta | None:
+    """From the phase's first traffic to the analysis: what a rate (and a projection) rests on."""
+    if traffic_start is None:
+        return None
+    span = _aware(analysis.created_at) - _aware(traffic_start)
+    return span if span > timedelta(0) else None
+
+
+def _direction(share: float | None, ci: tuple[Any, Any]) -> str | None:
+    if share is None:
+        return None
+    low, high = ci
+    if low is not None and high is not None and low <= 0 <= high:
+        return "no measurable difference in cost per prediction"
+    return "challenger cheaper per prediction" if share > 0 else "challenger more expensive per prediction"
+
+
+def derived(history: list[AnalysisRecord], *, traffic_start: datetime | None = None,
+            models: dict[str, ArmModel] | None = None, prices: Prices | None = None) -> dict[str, Any]:
+    """Numbers computed from stored analyses (``history`` oldest first; its last one is the one reported),
+    the phase's first traffic (``traffic_start``), the arms' benchmarks and the prices (docs/reports.md#money)."""
+    from service.registry import HOURS_PER_MONTH
+
     a = history[-1]
     r = a.results
     margin = lookup(r, ("components", "quality", "margin"))
-    champion = lookup(r, ("components", "cost", "per_request", "champion", "mean"))
-    challenger = lookup(r, ("components", "cost", "per_request", "challenger", "mean"))
+    mean = {arm: lookup(r, ("components", "cost", "per_request", arm, "mean")) for arm in ARMS}
+    mean_ci = {arm: lookup(r, ("components", "cost", "per_request", arm, "ci")) or [None, None] for arm in ARMS}
     share = lookup(r, ("components", "cost", "savings_share", "estimate"))
-    rate = _per_day(history, served_volume)
-    volume = rate * DAYS_PER_MONTH if rate is not None else None
-    savings = champion * share * volume if None not in (champion, share, volume) else None
+    share_ci = tuple(lookup(r, ("components", "cost", "savings_share", "ci")) or (None, None))
+    predictions = {arm: int(lookup(r, ("inputs", "arms", arm, "predictions")) or 0) for arm in ARMS}
+    shadow = lookup(r, ("inputs", "mode")) == "shadow"
+    out: dict[str, Any] = {"quality.threshold": -margin if margin is not None else None,
+                           "cost.direction": _direction(share, share_ci)}
+
+    def scaled(x: Any, k: float) -> float | None:
+        return float(x) * k if x is not None and math.isfinite(float(x)) else None
+
+    for arm in ARMS:
+        out[f"cost.{arm}_per_1m"] = scaled(mean[arm], 1e6)
+        out[f"cost.{arm}_per_1m_low"] = scaled(max(mean_ci[arm][0], 0.0) if mean_ci[arm][0] is not None else None, 1e6)
+        out[f"cost.{arm}_per_1m_high"] = scaled(mean_ci[arm][1], 1e6)
+        out[f"cost.{arm}_to_date"] = scaled(mean[arm], predictions[arm])
+    # Savings to date: on the requests the challenger answered (A/B), or would have answered (shadow: every
+    # request the champion served, each scored by both), champion cost x savings share, with its interval.
+    basis = served_volume(a) if shadow else predictions["challenger"]
+    out["cost.savings_basis"] = basis
+    base = mean["champion"] * basis if mean["champion"] is not None else None
+    out["cost.savings_to_date"] = scaled(share, base) if base is not None else None
+    out["cost.savings_to_date_low"] = scaled(share_ci[0], base) if base is not None else None
+    out["cost.savings_to_date_high"] = scaled(share_ci[1], base) if base is not None else None
+
+    span = observed_span(a, traffic_start)
+    volume = served_volume(a)
+    out["cost.observed_span"] = span.total_seconds() if span else None
+    per_s = volume / span.total_seconds() if span else None
+    out["cost.rate_per_day"] = per_s * 86_400 if per_s is not None else None
+    projected = span is not None and span >= PROJECTION_MIN_SPAN
+    monthly_volume = per_s * 86_400 * DAYS_PER_MONTH if projected and per_s is not None else None
+    out["cost.monthly_volume"] = monthly_volume
+    # an arm's monthly compute if it served all the traffic
+    for arm in ARMS:
+        out[f"cost.{arm}_monthly"] = scaled(mean[arm], monthly_volume) if monthly_volume is not None else None
+    champion_month = out["cost.champion_monthly"]
+    out["cost.monthly_savings"] = scaled(share, champion_month) if champion_month is not None else None
+    out["cost.monthly_savings_low"] = scaled(share_ci[0], champion_month) if champion_month is not None else None
+    out["cost.monthly_savings_high"] = scaled(share_ci[1], champion_month) if champion_month is not None else None
+    if span is None:
+        out["cost.projection_note"] = "no projection: no traffic observed yet"
+    elif not projected:
+        out["cost.projection_note"] = (f"no monthly projection yet: it needs {PROJECTION_MIN_SPAN.days} day of traffic "
+                                       f"and {_duration_words(span)} has been observed")
+    else:
+        out["cost.projection_note"] = f"projected from the {_duration_words(span)} of traffic observed"
+    for arm in ARMS:
+        model = (models or {}).get(arm)
+        memory_mb = model.memory_mb if model else None
+        out[f"cost.{arm}_memory_mb"] = memory_mb
+        out[f"cost.{arm}_replicas"] = out[f"cost.{arm}_memory_monthly"] = None
+        if memory_mb is not None and prices is not None and per_s is not None:
+            cpu_ms = model.cpu_ms_per_prediction
+            if cpu_ms is None:  # not benchmarked: the CPU time its rows were charged for
+                cpu_ms = (mean[arm] or 0.0) / prices.per_core_hour * 3_600_000 if prices.per_core_hour else 0.0
+            replicas = max(1, math.ceil(per_s * cpu_ms / 1000.0))
+            out[f"cost.{arm}_replicas"] = replicas
+            out[f"cost.{arm}_memory_monthly"] = replicas * memory_mb / 1024.0 * HOURS_PER_MONTH * prices.per_gb_hour
+
+    out.update(_pareto(r, out))
     days_left: float | None = None
     if a.decision not in DECIDED:
         fraction = lookup(r, ("components", "quality", "information_fraction"))
@@ -132,10 +238,30 @@ def derived(history: list[AnalysisRecord]) -> dict[str, Any]:
         info_rate = _per_day(history, _information)
         if horizon is not None and info_rate:
             days_left = max(float(horizon) - n, 0.0) / info_rate
-    return {"quality.threshold": -margin if margin is not None else None,
-            "cost.champion_per_1k": champion * 1000 if champion is not None else None,
-            "cost.challenger_per_1k": challenger * 1000 if challenger is not None else None,
-            "cost.monthly_volume": volume, "cost.monthly_savings": savings, "decision.days_left": days_left}
+    out["decision.days_left"] = days_left
+    return out
+
+
+def _pareto(r: dict[str, Any], money: dict[str, Any]) -> dict[str, str | None]:
+    """Per arm: on the quality / cost frontier, or which arm beats it on both."""
+    higher = lookup(r, ("components", "quality", "higher_is_better"))
+    sign = -1.0 if higher is False else 1.0
+    q = {arm: lookup(r, ("components", "quality", f"{arm}_mean")) for arm in ARMS}
+    c = {arm: money.get(f"cost.{arm}_per_1m") for arm in ARMS}
+    if None in q.values() or None in c.values():
+        return {f"pareto.{arm}": None for arm in ARMS}
+    out = {}
+    for arm, other in (("champion", "challenger"), ("challenger", "champion")):
+        beaten = (sign * q[other] >= sign * q[arm] and c[other] <= c[arm]
+                  and (sign * q[other] > sign * q[arm] or c[other] < c[arm]))
+        out[f"pareto.{arm}"] = f"beaten by the {other} (better and cheaper)" if beaten else "on the frontier"
+    return out
+
+
+def _duration_words(span: timedelta) -> str:
+    from service.reports.format import fmt
+
+    return fmt(span.total_seconds(), "duration")
 
 
 @dataclass(frozen=True)
@@ -189,15 +315,34 @@ class ReportData:
         return ""  # the template shows the number (data-metric decision.days_left)
 
 
-def gather(session, experiment: ExperimentRecord, *, until: datetime, since: datetime | None = None) -> ReportData:
-    """Read one experiment's report data as it stood at ``until``; ``since`` bounds the audit trail."""
+def _arm_models(session, experiment: ExperimentRecord) -> dict[str, ArmModel]:
+    from service.store import models as model_store
+
+    out = {}
+    for arm, model_id in (("champion", experiment.champion_model_id), ("challenger", experiment.challenger_model_id)):
+        record = model_store.get(session, model_id) if model_id else None
+        profile = (record.profile if record else None) or {}
+        out[arm] = ArmModel(profile.get("memory_mb"), profile.get("cpu_ms_per_prediction"))
+    return out
+
+
+def gather(session, experiment: ExperimentRecord, *, until: datetime, since: datetime | None = None,
+           prices: Prices | None = None) -> ReportData:
+    """Read one experiment's report data as it stood at ``until``; ``since`` bounds the audit trail;
+    ``prices`` (the settings') price the replicas' memory."""
     history = analysis_store.before(session, experiment.id, until)
     analysis = history[-1] if history else None
     data = ReportData(experiment=experiment, since=since, until=until, analysis=analysis)
     if analysis is not None:
         same_phase = [a for a in history if a.phase == analysis.phase]
         data.metrics = {name: lookup(analysis.results, path) for name, (path, _) in METRICS.items()}
-        data.metrics.update(derived(same_phase))
+        first = rollup_store.buckets_for(session, experiment.id, analysis.phase)[:1]
+        traffic_start = None
+        if first:
+            started = experiment.phase.started_at if experiment.current_phase == analysis.phase else None
+            traffic_start = max(_aware(first[0].bucket_start), _aware(started)) if started else _aware(first[0].bucket_start)
+        data.metrics.update(derived(same_phase, traffic_start=traffic_start, models=_arm_models(session, experiment),
+                                    prices=prices))
         data.kinds = {name: kind for name, (_, kind) in METRICS.items()} | DERIVED_KINDS
         data.history = [HistoryPoint(_aware(a.created_at), lookup(a.results, ("components", "quality", "estimate")),
                                      lookup(a.results, ("components", "quality", "ci", 0)),

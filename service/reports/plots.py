@@ -10,7 +10,8 @@ import io
 import math
 import re
 from collections import defaultdict
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from service.reports.gather import ARMS, Bucket, HistoryPoint
@@ -54,19 +55,31 @@ def _style(ax, title: str) -> None:
     ax.grid(axis="y", color="#dddddd", linewidth=0.6)
 
 
-def _dates(ax) -> None:
+MIN_SPAN = timedelta(hours=1)   # a time axis spans at least this much: one point is not stretched over years
+
+
+def _dates(ax, moments: list[datetime]) -> None:
+    """A date axis over ``moments`` (at least ``MIN_SPAN`` wide, centred on them when they are closer)."""
     import matplotlib.dates as mdates
 
-    locator = mdates.AutoDateLocator(maxticks=8)
+    low, high = min(moments), max(moments)
+    if high - low < MIN_SPAN:
+        middle = low + (high - low) / 2
+        low, high = middle - MIN_SPAN / 2, middle + MIN_SPAN / 2
+    else:
+        pad = (high - low) * 0.03
+        low, high = low - pad, high + pad
+    ax.set_xlim(low, high)
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
 def empty(message: str) -> str:
-    fig, ax = _figure()
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", color="#666666")
-    return _svg(fig)
+    """No data, no figure: the page says ``message`` in its place (a sentence, not an empty plot)."""
+    from markupsafe import escape
+
+    return f'<p class="explain noplot">{escape(message)}.</p>'
 
 
 def confidence_sequence(points: list[HistoryPoint], threshold: float | None, *, since: datetime | None = None,
@@ -78,10 +91,15 @@ def confidence_sequence(points: list[HistoryPoint], threshold: float | None, *, 
     fig, ax = _figure()
     x = [p.at for p in shown]
     lower = [p.lower for p in shown]
-    upper = [p.upper if p.upper is not None else math.nan for p in shown]
-    ax.fill_between(x, lower, upper, color=COLORS["bound"], alpha=0.12, step="post", label="confidence sequence")
-    ax.step(x, lower, where="post", color=COLORS["bound"], linewidth=1.6, label="lower bound")
+    upper = [p.upper if p.upper is not None and math.isfinite(p.upper) else math.nan for p in shown]
     estimates = [p.estimate if p.estimate is not None else math.nan for p in shown]
+    if len(shown) > 1:
+        ax.fill_between(x, lower, upper, color=COLORS["bound"], alpha=0.12, step="post", label="confidence sequence")
+        ax.step(x, lower, where="post", color=COLORS["bound"], linewidth=1.6, label="lower bound")
+    else:  # one analysis: its interval as a bar (a band needs two)
+        top = upper[0] if math.isfinite(upper[0]) else lower[0]
+        ax.vlines(x, lower, [top], color=COLORS["bound"], linewidth=6, alpha=0.3, label="confidence interval")
+        ax.plot(x, lower, "_", color=COLORS["bound"], markersize=14, markeredgewidth=2, label="lower bound")
     ax.plot(x, estimates, "o", color="#333333", markersize=2.5, label="estimate")
     if threshold is not None:
         ax.axhline(threshold, color=COLORS["margin"], linestyle="--", linewidth=1.2, label=f"margin ({threshold:+.4f})")
@@ -89,7 +107,7 @@ def confidence_sequence(points: list[HistoryPoint], threshold: float | None, *, 
     if since is not None and until is not None and x[0] < since:
         ax.axvspan(since, min(until, x[-1]), color="#f3f3f3", zorder=0)
     _style(ax, "Quality difference (challenger − champion) over time")
-    _dates(ax)
+    _dates(ax, x)
     fig.legend(loc="outside lower center", fontsize=7, frameon=False, ncols=4)  # below the axes: never over the bound
     return _svg(fig)
 
@@ -133,35 +151,102 @@ def _per_arm(buckets: list[Bucket], value) -> dict[str, tuple[list[datetime], li
     return {arm: (sorted(s), [s[k] for k in sorted(s)]) for arm, s in series.items()}
 
 
-def traffic(buckets: list[Bucket]) -> str:
-    """Cumulative predictions per arm (hourly roll-up buckets)."""
+def traffic(buckets: list[Bucket], end: datetime | None = None) -> str:
+    """Cumulative predictions per arm (hourly roll-up buckets), drawn up to ``end`` (the analysis)."""
     if not buckets:
         return empty("no traffic yet")
     import numpy as np
 
     fig, ax = _figure()
+    moments: list[datetime] = []
     for arm, (x, y) in _per_arm(buckets, lambda b: (b.start, b.predictions)).items():
         if x:
-            ax.step(x, np.cumsum(y), where="post", color=COLORS[arm], linewidth=1.6, label=arm)
+            total = list(np.cumsum(y))
+            last = max(end or x[-1], x[-1])
+            ax.step(x + [last], total + total[-1:], where="post", color=COLORS[arm], linewidth=1.6, label=arm)
+            moments += x + [last]
     ax.set_ylabel("predictions (cumulative)")
+    ax.set_ylim(bottom=0)
     _style(ax, "Cumulative traffic per arm")
-    _dates(ax)
+    _dates(ax, moments)
     ax.legend(fontsize=7, frameon=False)
     return _svg(fig)
 
 
 def cost(buckets: list[Bucket]) -> str:
-    """Cost per day per arm (USD, from the roll-ups' per-request costs)."""
-    if not buckets:
+    """Cost per 1M predictions per arm over time (USD, the roll-ups' per-request costs): per hour, or per day
+    once the data spans three days."""
+    costed = [b for b in buckets if b.predictions > 0]
+    if not costed:
         return empty("no costed predictions yet")
     fig, ax = _figure()
-    daily = _per_arm(buckets, lambda b: (b.start.replace(hour=0, minute=0, second=0, microsecond=0), b.cost))
-    for arm, (x, y) in daily.items():
+    daily = max(b.start for b in costed) - min(b.start for b in costed) >= timedelta(days=3)
+    key = (lambda b: b.start.replace(hour=0, minute=0, second=0, microsecond=0)) if daily else (lambda b: b.start)
+    moments: list[datetime] = []
+    for arm in ARMS:
+        sums: dict[datetime, list[float]] = defaultdict(lambda: [0.0, 0])
+        for b in costed:
+            if b.arm == arm:
+                sums[key(b)][0] += b.cost
+                sums[key(b)][1] += b.predictions
+        x = sorted(sums)
         if x:
-            ax.plot(x, y, marker="o", markersize=3, color=COLORS[arm], linewidth=1.4, label=arm)
-    ax.set_ylabel("USD per day")
+            ax.plot(x, [sums[k][0] / sums[k][1] * 1e6 for k in x], marker="o", markersize=3, color=COLORS[arm],
+                    linewidth=1.4, label=arm)
+            moments += x
+    ax.set_ylabel("USD per 1M predictions")
     ax.set_ylim(bottom=0)
-    _style(ax, "Cost over time")
-    _dates(ax)
+    _style(ax, f"Cost per 1M predictions, per {'day' if daily else 'hour'}")
+    _dates(ax, moments)
     ax.legend(fontsize=7, frameon=False)
+    return _svg(fig)
+
+
+@dataclass(frozen=True)
+class ParetoPoint:
+    """One model (or arm) on the quality / cost plane, with its p95 latency."""
+
+    label: str
+    quality: float
+    cost_per_1m: float
+    p95_ms: float | None
+
+
+def frontier(points: list[ParetoPoint], higher_is_better: bool = True) -> set[str]:
+    """Labels of the points no other point beats on both quality and cost (cheaper)."""
+    sign = 1.0 if higher_is_better else -1.0
+    return {p.label for p in points
+            if not any(sign * q.quality >= sign * p.quality and q.cost_per_1m <= p.cost_per_1m
+                       and (sign * q.quality > sign * p.quality or q.cost_per_1m < p.cost_per_1m) for q in points)}
+
+
+def pareto(points: list[ParetoPoint], quality_name: str = "quality", higher_is_better: bool = True) -> str:
+    """Quality against cost per 1M predictions (log scale), each point labelled with its p95 latency; the
+    frontier (no point both better and cheaper) joined by a line."""
+    shown = [p for p in points if math.isfinite(p.quality) and p.cost_per_1m > 0]
+    if not shown:
+        return empty("no model with both a quality and a cost yet")
+    fig, ax = _figure()
+    best = frontier(shown, higher_is_better)
+    line = sorted((p for p in shown if p.label in best), key=lambda p: p.cost_per_1m)
+    if len(line) > 1:
+        ax.plot([p.cost_per_1m for p in line], [p.quality for p in line], color="#999999", linewidth=1, zorder=1,
+                label="frontier")
+    palette = ["#4c6a92", "#d9822b", "#1e7b4f", "#b03a2e", "#7a5195", "#555555"]
+    for i, p in enumerate(shown):
+        color = COLORS.get(p.label.split(" ")[0], palette[i % len(palette)])
+        ax.scatter([p.cost_per_1m], [p.quality], s=36, color=color, zorder=2,
+                   edgecolors="black" if p.label in best else "none")
+        latency = f", p95 {p.p95_ms:.2f} ms" if p.p95_ms is not None else ""
+        ax.annotate(f"{p.label}{latency}", (p.cost_per_1m, p.quality), textcoords="offset points", xytext=(6, 4),
+                    fontsize=7)
+    ax.set_xscale("log")
+    costs = [p.cost_per_1m for p in shown]
+    ax.set_xlim(min(costs) / 2.5, max(costs) * 4)   # room for the labels
+    qualities = [p.quality for p in shown]
+    spread = max(max(qualities) - min(qualities), 0.01)
+    ax.set_ylim(min(qualities) - spread * 0.5, max(qualities) + spread * 0.5)
+    ax.set_xlabel("USD per 1M predictions (log scale)")
+    ax.set_ylabel(quality_name)
+    _style(ax, "Quality against cost (outlined: on the frontier)")
     return _svg(fig)

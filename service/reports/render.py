@@ -61,16 +61,35 @@ def page(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
 
 
+def pareto_points(data: ReportData) -> list:
+    """The experiment's two arms on the quality / cost plane (the stored analysis' means, p95 latency)."""
+    from service.reports.plots import ParetoPoint
+
+    points = []
+    for arm in ("champion", "challenger"):
+        quality, cost = data.metrics.get(f"quality.{arm}"), data.metrics.get(f"cost.{arm}_per_1m")
+        if quality is not None and cost is not None:
+            points.append(ParetoPoint(arm, float(quality), float(cost), data.metrics.get(f"latency.{arm}.p95")))
+    return points
+
+
 def experiment_plots(data: ReportData) -> dict[str, Markup]:
-    """The four plots of an experiment's report, as inline SVG."""
+    """The plots of an experiment's report, as inline SVG (or, without data, a sentence saying what is missing)."""
     from service.reports import plots
 
     threshold = data.metrics.get("quality.threshold")
+    end = data.analysis.created_at if data.analysis else None
+    if end is not None and end.tzinfo is None:
+        end = end.replace(tzinfo=timezone.utc)
+    metric_definition = data.experiment.definition.get("metric") or {}
+    quality_name = str(metric_definition.get("quality") or "quality")
+    higher = metric_definition.get("higher_is_better", True) is not False
     svgs = {
         "confidence": plots.confidence_sequence(data.history, threshold, since=data.since, until=data.until),
         "latency": plots.latency(data.sketches, data.metrics.get("latency.slo_threshold")),
-        "traffic": plots.traffic(data.buckets),
+        "traffic": plots.traffic(data.buckets, end),
         "cost": plots.cost(data.buckets),
+        "pareto": plots.pareto(pareto_points(data), f"{quality_name} (mean)", higher),
     }
     return {name: Markup(plots.scoped_ids(svg, name)) for name, svg in svgs.items()}
 

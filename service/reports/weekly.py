@@ -14,7 +14,7 @@ from pathlib import Path
 
 from service.errors import NotFound
 from service.reports import render
-from service.reports.gather import ReportData, gather
+from service.reports.gather import Prices, ReportData, gather
 from service.reports.weeks import IsoWeek
 from service.settings import Settings
 from service.store import reports as report_store
@@ -26,6 +26,10 @@ log = logging.getLogger("frugal.reports")
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def prices(settings: Settings) -> Prices:
+    return Prices(settings.price_per_core_hour, settings.price_per_gb_hour)
 
 
 def report_url(settings: Settings, record: ReportRecord, *, pdf: bool = False) -> str:
@@ -47,6 +51,20 @@ def experiment_html(settings: Settings, data: ReportData, week: IsoWeek) -> str:
     return render.page("report.html", data=data, plots=render.experiment_plots(data), **_context(settings, week))
 
 
+def default_week(db: Database, settings: Settings, experiment_ref: str | int) -> IsoWeek:
+    """The week a report of the experiment covers when none is asked for: the one holding its latest
+    analysis (a new experiment's data is in this week, not the last complete one), else this week."""
+    from service.experiments import resolve
+    from service.store import analyses as analysis_store
+
+    with db.unit_of_work() as session:
+        latest = analysis_store.latest(session, resolve(session, str(experiment_ref)).id)
+    moment = latest.created_at if latest else _now()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return IsoWeek.containing(moment, settings.report_timezone)
+
+
 def render_experiment(db: Database, settings: Settings, experiment_ref: str | int, week: IsoWeek, *,
                       pdf: bool = True) -> ReportRecord:
     """Render and store one experiment's report of ``week`` (and its PDF when ``pdf``)."""
@@ -55,7 +73,7 @@ def render_experiment(db: Database, settings: Settings, experiment_ref: str | in
     since, until = week.bounds(settings.report_timezone)
     with db.unit_of_work() as session:
         experiment = resolve(session, str(experiment_ref))
-        data = gather(session, experiment, since=since, until=until)
+        data = gather(session, experiment, since=since, until=until, prices=prices(settings))
     html = experiment_html(settings, data, week)
     path = render.write_pdf(html, pdf_file(settings, week.label, experiment.name)) if pdf else None
     with db.unit_of_work() as session:
@@ -81,7 +99,7 @@ def render_portfolio(db: Database, settings: Settings, week: IsoWeek, *, pdf: bo
         rows = []
         for experiment_id in ids:
             experiment = experiment_store.get(session, experiment_id=experiment_id)
-            rows.append(PortfolioRow(gather(session, experiment, since=since, until=until),
+            rows.append(PortfolioRow(gather(session, experiment, since=since, until=until, prices=prices(settings)),
                                      (report_ids or {}).get(experiment_id)))
     html = render.page("portfolio.html", rows=rows, **_context(settings, week))
     path = render.write_pdf(html, pdf_file(settings, week.label, None)) if pdf else None

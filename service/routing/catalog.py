@@ -36,7 +36,7 @@ class ModelSpec:
     digest: str
     path: Path
     task: str
-    cost_per_1k: float | None       # declared, else measured by the model's profile, else None
+    cost_per_1k: float | None       # declared (added to the measured compute), else None
     signature: dict[str, Any] = field(repr=False, compare=False)
 
 
@@ -90,11 +90,9 @@ class CompiledExperiment:
 
 
 def _spec(record: ModelRecord, settings: Settings) -> ModelSpec:
-    cost = record.declared_cost_per_1k
-    if cost is None and record.profile:
-        cost = record.profile.get("cost_per_1k")
+    # only the declared cost: a benchmark profile never sets what a row costs (service.registry.prediction_cost)
     return ModelSpec(record.id, record.ref, record.digest, model_path(settings, record.digest), record.task,
-                     cost, record.signature)
+                     record.declared_cost_per_1k, record.signature)
 
 
 def _policy(raw: dict[str, Any], by_ref: dict[str, ModelSpec]) -> PolicySpec:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, g, redirect
 
 from service.reports import dashboard as domain
+from service.reports import weekly
 from service.reports.render import experiment_plots, page
 from service.runtime import runtime
 from service.web.session import html, reader_required
@@ -29,6 +30,6 @@ def overview():
 @reader_required
 def experiment(ref: str):
     rt = runtime()
-    view = domain.experiment(rt.db, ref)
+    view = domain.experiment(rt.db, ref, weekly.prices(rt.settings))
     return html(page("experiment.html", data=view.data, reports=view.reports, plots=experiment_plots(view.data),
                      tz=rt.settings.report_timezone, reader=g.api_key))

@@ -52,3 +52,25 @@ def test_a_csv_that_does_not_fit_is_refused(demo_models, demo_signatures, text, 
 def test_a_non_positive_budget_is_refused(demo_models, demo_signatures):
     with pytest.raises(ValidationFailed):
         profile_model(demo_models["gbm"].path, "binary", budget_s=0, signature=demo_signatures["gbm"])
+
+
+def test_a_benchmark_in_a_fresh_process_measures_the_models_own_memory_the_same_from_any_caller(demo_models, demo_signatures):
+    """What `frugal models bench` and POST /v1/models/{id}/benchmark run: the same figure whichever process asks
+    (this one has loaded many sessions; a web worker or the CLI has loaded others or none)."""
+    from service.inference.profile import profile_in_fresh_process
+
+    model = demo_models["logistic"]   # a 1.2 KB model: its session is small, whatever the caller holds
+    first, second = (profile_in_fresh_process(model.path, "binary", budget_s=0.2, signature=demo_signatures["logistic"])
+                     for _ in range(2))
+    assert abs(first["memory_mb"] - second["memory_mb"]) < 0.5, (first["memory_mb"], second["memory_mb"])
+    assert 0 <= first["memory_mb"] < 5, "the model's own increment, not the interpreter's or onnxruntime's"
+    assert first["cpu_ms_per_prediction"] > 0 and first["single_row_samples"] >= 20
+
+
+def test_a_fresh_process_benchmark_refuses_bad_input_before_starting_a_process(demo_models, demo_signatures):
+    from service.inference.profile import profile_in_fresh_process
+
+    with pytest.raises(ValidationFailed) as info:
+        profile_in_fresh_process(demo_models["gbm"].path, "binary", labelled_csv="a,b\n1,2\n", budget_s=0.1,
+                                 signature=demo_signatures["gbm"])
+    assert "no 'label' column" in info.value.errors[0]["message"]

@@ -99,7 +99,7 @@ def test_a_stakeholder_logs_in_and_reads_the_dashboard_and_the_report(served):
             assert page.inner_text('.card [data-metric="quality.threshold"]') == margin
             assert page.inner_text('.card [data-metric="cost.savings_share"]') == savings
             assert page.inner_text('.card [data-metric="cost.monthly_savings"]').startswith("$")
-            assert page.locator(".plot svg").count() == 4
+            assert page.locator(".plot svg").count() == 5
             assert page.is_visible("text=Audit trail this week")
             page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
 

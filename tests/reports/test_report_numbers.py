@@ -115,17 +115,38 @@ def test_every_number_on_the_report_equals_the_stored_analysis(rendered):
     on_page = figures(rendered["html"])
 
     expected = {name: fmt(at(stored, path), kind) for name, (path, kind) in EXPECTED_FROM_RESULTS.items()}
-    # Derived figures, recomputed here from the stored numbers by the formulas docs/reports.md states.
-    champion = at(stored, "components.cost.per_request.champion.mean")
-    expected["cost.champion_per_1k"] = fmt(1000 * champion, "usd_small")
-    expected["cost.challenger_per_1k"] = fmt(1000 * at(stored, "components.cost.per_request.challenger.mean"), "usd_small")
+    # Derived figures, recomputed here from the stored numbers by the formulas docs/reports.md#money states.
+    cost = at(stored, "components.cost")
+    mean = {arm: cost["per_request"][arm]["mean"] for arm in ARMS}
+    share, (low, high) = cost["savings_share"]["estimate"], cost["savings_share"]["ci"]
+    predictions = {arm: at(stored, f"inputs.arms.{arm}.predictions") for arm in ARMS}
+    for arm in ARMS:
+        expected[f"cost.{arm}_per_1m"] = fmt(mean[arm] * 1e6, "usd_sig")
+        expected[f"cost.{arm}_per_1m_low"] = fmt(cost["per_request"][arm]["ci"][0] * 1e6, "usd_sig")
+        expected[f"cost.{arm}_per_1m_high"] = fmt(cost["per_request"][arm]["ci"][1] * 1e6, "usd_sig")
+        expected[f"cost.{arm}_to_date"] = fmt(mean[arm] * predictions[arm], "usd_sig")
     expected["quality.threshold"] = fmt(-at(stored, "components.quality.margin"), "signed")
-    first, last = history[0], history[-1]
-    assert last.created_at - first.created_at <= timedelta(days=7)
-    served = [sum(at(a.results, f"inputs.arms.{arm}.predictions") for arm in ARMS) for a in (first, last)]
-    per_day = (served[1] - served[0]) / ((last.created_at - first.created_at).total_seconds() / 86_400)
+    # the seeded traffic starts Monday 08:00 (its phase and first roll-up bucket); volume: both arms (A/B)
+    start = min(a.created_at for a in history) - timedelta(hours=3)
+    span_s = (history[-1].created_at - start).total_seconds()
+    served = sum(predictions.values())
+    per_day = served / span_s * 86_400
+    expected["cost.observed_span"] = fmt(span_s, "duration")
+    expected["cost.rate_per_day"] = fmt(per_day, "count")
     expected["cost.monthly_volume"] = fmt(30 * per_day, "count")
-    expected["cost.monthly_savings"] = fmt(champion * at(stored, "components.cost.savings_share.estimate") * 30 * per_day, "usd")
+    for arm in ARMS:
+        expected[f"cost.{arm}_monthly"] = fmt(mean[arm] * 30 * per_day, "usd_sig")
+    basis = predictions["challenger"]
+    expected["cost.savings_basis"] = fmt(basis, "count")
+    for name, x in (("", share), ("_low", low), ("_high", high)):
+        expected[f"cost.savings_to_date{name}"] = fmt(mean["champion"] * x * basis, "usd_sig")
+        expected[f"cost.monthly_savings{name}"] = fmt(mean["champion"] * 30 * per_day * x, "usd_sig")
+    expected["cost.direction"] = "challenger cheaper per prediction"
+    expected["cost.projection_note"] = f"projected from the {fmt(span_s, 'duration')} of traffic observed"
+    quality = {arm: at(stored, f"components.quality.{arm}_mean") for arm in ARMS}
+    for arm, other in (("champion", "challenger"), ("challenger", "champion")):
+        beaten = quality[other] >= quality[arm] and mean[other] <= mean[arm]   # (higher accuracy is better)
+        expected[f"pareto.{arm}"] = f"beaten by the {other} (better and cheaper)" if beaten else "on the frontier"
 
     assert set(on_page) == set(expected), f"unchecked: {set(on_page) - set(expected)}, missing: {set(expected) - set(on_page)}"
     for name, want in expected.items():
