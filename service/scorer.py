@@ -9,7 +9,7 @@ default ``frugal worker`` starts one) repeats, in one transaction:
 2. claim up to ``FRUGAL_SHADOW_BATCH_SIZE`` jobs, oldest first: ``DELETE ... WHERE id IN (SELECT
    ... FOR UPDATE SKIP LOCKED) RETURNING`` on Postgres, so scorers on any number of hosts never
    claim the same job (on SQLite the delete takes the database's write lock: one scorer at a time);
-3. score each job as the request it shadows would have been served: one run of one row, through
+3. score each request's jobs as that request would have been served: one run of its rows, through
    ``run_policy`` and ``prediction_event``, the code that builds served rows, so the challenger's
    inference time (``session.run`` CPU time by ``inference_clock``, the champion's clock) and cost
    (``service.registry.prediction_cost``) are measured the same way;
@@ -86,12 +86,15 @@ class Scorer:
                 seconds=self._settings.shadow_max_age_s), EXPIRE_AT_ONCE, (ShadowJob.experiment_id, ShadowJob.phase))
             jobs = claim_jobs(session, sa.true(), self._settings.shadow_batch_size, tuple(ShadowJob.__table__.c))
             events, failed = [], Counter()
-            for job in jobs:
-                event = self._score(job)
-                if event is None:
-                    failed[(job.experiment_id, job.phase)] += 1
-                else:
-                    events.append(event)
+            for request in _by_request(jobs):
+                scored = self._score(request)
+                if scored is None and len(request) > 1:   # one bad row fails only itself
+                    scored = [event for job in request for event in (self._score([job]) or [None])]
+                for job, event in zip(request, scored or [None] * len(request)):
+                    if event is None:
+                        failed[(job.experiment_id, job.phase)] += 1
+                    else:
+                        events.append(event)
             failed.update(self._insert(session, events))
             count_drops(session, Counter((e, p) for e, p in expired), DropReason.EXPIRED)
             count_drops(session, failed, DropReason.FAILED)
@@ -145,24 +148,38 @@ class Scorer:
             if result.claimed < self._settings.shadow_batch_size:
                 stop.wait(self._settings.scorer_poll_s)
 
-    def _score(self, job: sa.Row) -> PredictionEvent | None:
-        """The challenger's row for one job, as serving that request would have produced it; None if it fails."""
-        config = self._catalog.by_id(job.experiment_id)
+    def _score(self, request: list[sa.Row]) -> list[PredictionEvent] | None:
+        """The challenger's rows for one request's jobs, as serving that request would have produced
+        them (one run of all its sampled rows, so a row is charged its share of the run, as the
+        champion's rows are); None if the run fails."""
+        first = request[0]
+        config = self._catalog.by_id(first.experiment_id)
         if config is None:  # created after this scorer's catalog was loaded
             self._catalog.invalidate()
-            config = self._catalog.by_id(job.experiment_id)
+            config = self._catalog.by_id(first.experiment_id)
         try:
             if config is None:
-                raise LookupError(f"no experiment {job.experiment_id}")
-            scored = run_policy(self._run_model, self._settings, config.challenger, [job.features], config.cache_challenger)[0]
+                raise LookupError(f"no experiment {first.experiment_id}")
+            scored = run_policy(self._run_model, self._settings, config.challenger, [job.features for job in request],
+                                config.cache_challenger)
         except Exception as exc:  # counted per experiment in shadow_drops; never retried forever
-            log.warning("shadow challenger of experiment %s failed on request %s: %s: %s", job.experiment_id,
-                        job.request_id, type(exc).__name__, exc)
+            log.warning("shadow challenger of experiment %s failed on request %s: %s: %s", first.experiment_id,
+                        first.request_id, type(exc).__name__, exc)
             return None
-        return PredictionEvent(**prediction_event(
+        return [PredictionEvent(**prediction_event(
             experiment_id=job.experiment_id, phase=job.phase, request_id=job.request_id, unit_id=job.unit_id,
-            arm="challenger", in_experiment=True, served=False, policy=config.challenger, scored=scored,
-            latency_ms=job.overhead_ms + scored.inference_ms, reason=None, now=job.created_at))
+            arm="challenger", in_experiment=True, served=False, policy=config.challenger, scored=row,
+            latency_ms=job.overhead_ms + row.inference_ms, reason=None, now=job.created_at))
+            for job, row in zip(request, scored)]
+
+
+def _by_request(jobs: list[sa.Row]) -> list[list[sa.Row]]:
+    """Claimed jobs grouped by the request that wrote them: the router stamps every row of a request
+    with one time, and writes its jobs together."""
+    groups: dict[tuple, list[sa.Row]] = {}
+    for job in jobs:
+        groups.setdefault((job.experiment_id, job.phase, job.created_at), []).append(job)
+    return list(groups.values())
 
 
 def scorer(rt: Runtime) -> Scorer:
