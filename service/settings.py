@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     event_batch_size: int = Field(default=500, ge=1)
     event_flush_interval_s: float = Field(default=0.25, gt=0)
     spool_fsync: Literal["always", "batch", "never"] = "batch"
+    event_close_budget_s: float = Field(default=5.0, gt=0, le=60,
+                                        description="On shutdown, how long the writer may try the database before it spools what is left")
+    ingest_statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000,
+                                             description="statement_timeout of an ingest transaction (Postgres): a slow database is spooled past")
+    ingest_lock_timeout_ms: int = Field(default=250, ge=10, le=60_000,
+                                        description="lock_timeout of an ingest transaction (Postgres): ingest never queues behind analysis work")
 
     # Worker and reports
     rollup_interval_s: float = Field(default=30.0, gt=0)

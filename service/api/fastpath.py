@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 from pydantic import ValidationError
 
+from service.api.schemas import check_json_tree
 from service.errors import FrugalError
 from service.prometheus import observe_request
 
@@ -74,10 +75,12 @@ class PredictFastPath:
         rt = self._runtime
         try:
             rt.auth.check_scope(rt.auth.authenticate(environ.get("HTTP_AUTHORIZATION")), "sdk")
-            request = self._request_model.model_validate(json.loads(body))
+            data = json.loads(body)
+            check_json_tree(data)  # the same edge checks as Flask's (NUL, surrogates, depth)
+            request = self._request_model.model_validate(data)
             answer = self._router(rt).predict(request.experiment, [(request.unit_id, request.features, request.request_id)],
                                         started)[0]
-        except (FrugalError, ValidationError, ValueError, TypeError):
+        except (FrugalError, ValidationError, ValueError, TypeError, RecursionError):
             return None  # 401/403/404/422...: Flask answers it, with the problem+json the API promises
         except Exception:  # noqa: BLE001 - unexpected: Flask's handler logs it and answers a problem
             log.exception("fast path could not answer; handing the request to Flask")

@@ -37,7 +37,7 @@ class ModelUpload(BaseModel):
 
 
 class ModelPath(BaseModel):
-    model_id: int
+    model_id: int = Field(ge=1, le=2**31 - 1)
 
 
 class ModelOut(BaseModel):

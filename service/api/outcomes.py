@@ -6,11 +6,11 @@ from datetime import datetime, timezone
 from typing import Literal
 
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import AwareDatetime, BaseModel, Field, RootModel
+from pydantic import BaseModel, Field, RootModel
 
 from service.api.auth import BEARER, requires
 from service.api.predict import RequestId
-from service.api.schemas import Strict, problem_responses
+from service.api.schemas import MAX_MAGNITUDE, EventTime, Strict, problem_responses
 from service.errors import ServiceUnavailable
 from service.runtime import runtime
 
@@ -20,8 +20,10 @@ bp = APIBlueprint("outcomes", __name__, url_prefix="/v1/outcomes",
 
 class OutcomeIn(Strict):
     request_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
-    value: float = Field(allow_inf_nan=False, description="label (classification), value (regression) or 0/1 conversion")
-    at: AwareDatetime | None = Field(default=None, description="when it happened (ISO 8601 with a time zone); default now")
+    value: float = Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, allow_inf_nan=False,
+                         description="label (classification), value (regression) or 0/1 conversion; |value| <= 1e12")
+    at: EventTime | None = Field(default=None, description="when it happened (ISO 8601 with a time zone, "
+                                                           "2000-01-01 to a day from now); default now")
 
 
 class OutcomeBatch(RootModel[list[OutcomeIn]]):
@@ -42,23 +44,28 @@ class OutcomeResponse(BaseModel):
     results: list[OutcomeResult]
 
 
-@bp.post("", responses={200: OutcomeResponse, **problem_responses(401, 403, 422)})
+@bp.post("", responses={200: OutcomeResponse, **problem_responses(401, 403, 422, 503)})
 @requires("sdk")
 def record_outcomes(body: OutcomeBatch):
     """Record outcomes in a batch.  Idempotent: the same outcome twice is stored once; a different
     value for a known request_id is a per-item conflict while the rest are accepted.  While the
     database is down outcomes are spooled to disk ("queued") and stored when it is back."""
     from service.eventlog import OutcomeEvent, event_log
-    from service.store.events import insert_outcomes
+    from service.store.events import ingest_timeouts, insert_outcomes
 
     rt = runtime()
     received = datetime.now(timezone.utc)
     events = [OutcomeEvent(o.request_id, o.value, o.at or received, received) for o in body.root]
     try:
         with rt.db.unit_of_work() as session:
+            ingest_timeouts(session, statement_ms=rt.settings.ingest_statement_timeout_ms,
+                            lock_ms=rt.settings.ingest_lock_timeout_ms)
             statuses = insert_outcomes(session, events)
     except ServiceUnavailable:
-        event_log(rt).record_outcomes(events)
+        # "queued" is a promise: the outcomes are on disk (fsynced) before we say so, or we say 503
+        if not event_log(rt).spool_now(events):
+            raise ServiceUnavailable("the database is unreachable and the spool cannot be written: "
+                                     "the outcomes were not stored; retry shortly") from None
         statuses = ["queued"] * len(events)
     results = []
     for event, status in zip(events, statuses):

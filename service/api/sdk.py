@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from flask import Response, request
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from service.api.auth import BEARER, requires
-from service.api.schemas import Strict, problem_responses
+from service.api.schemas import MAX_LATENCY_MS, MAX_MAGNITUDE, EventTime, Strict, problem_responses
 from service.registry import prediction_cost
 from service.routing.runtime import catalog
 from service.runtime import runtime
@@ -32,12 +32,14 @@ class EventIn(Strict):
     unit_id: str = Field(max_length=256)
     arm: Literal["champion", "challenger"]
     model_version: str = Field(min_length=3, max_length=151, description="'name:version' of the model that answered")
-    latency_ms: float = Field(ge=0, allow_inf_nan=False)
-    inference_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    prediction: float | str | None = Field(default=None)
+    latency_ms: float = Field(ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)
+    inference_ms: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)
+    prediction: (Annotated[float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+                 | Annotated[str, Field(max_length=200)] | None) = Field(default=None)
     confidence: float | None = Field(default=None, ge=0, le=1)
-    phase: int | None = Field(default=None, ge=1)
-    at: AwareDatetime | None = None
+    phase: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    at: EventTime | None = Field(default=None, description="when it was served (ISO 8601 with a time zone, "
+                                                           "2000-01-01 to a day from now); default now")
 
 
 class EventBatch(Strict):
