@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.before_request(authenticate_request)  # 401/403 before the body is even looked at
     app.before_request(_check_body)
     _register_routes(app)
+    _document_problems(app)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: Response(json.dumps(app.api_doc), mimetype="application/json"))
     app.add_url_rule("/docs", "docs_root", lambda: redirect("/docs/swagger"))
     from service.api.fastpath import PredictFastPath
@@ -78,6 +79,16 @@ def _register_routes(app: OpenAPI) -> None:
     from service import web
 
     web.register(app)  # the HTML pages for people (/login, /reports, /dashboard): not in the OpenAPI document
+
+
+def _document_problems(app: OpenAPI) -> None:
+    generate = app.generate_spec_json
+
+    def generate_with_problems() -> None:
+        generate()
+        problems.document_problems(app.spec_json)
+
+    app.generate_spec_json = generate_with_problems
 
 
 def _check_body() -> None:

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     metrics_interval_s: float = Field(default=5.0, gt=0, le=3600,
                                       description="How often each process publishes its counters for /v1/metrics")
 
+    benchmark_max_s: float = Field(default=120.0, gt=0, le=120,
+                                   description="The longest a POST /v1/models/{id}/benchmark may measure (its budget_s is capped here)")
+
     # Event log
     event_queue_size: int = Field(default=100_000, ge=10)
     event_batch_size: int = Field(default=500, ge=1)
