@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Literal
 
+from flask import g
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field, RootModel
 
@@ -32,7 +33,7 @@ class OutcomeBatch(RootModel[list[OutcomeIn]]):
 
 class OutcomeResult(BaseModel):
     request_id: str
-    status: Literal["accepted", "duplicate", "conflict", "queued"]
+    status: Literal["accepted", "duplicate", "conflict", "queued", "rejected"]
     detail: str | None = None
 
 
@@ -41,6 +42,7 @@ class OutcomeResponse(BaseModel):
     duplicates: int
     conflicts: int
     queued: int
+    rejected: int = Field(default=0, description="outcomes for a request id the service issued to another API key")
     results: list[OutcomeResult]
 
 
@@ -51,11 +53,16 @@ def record_outcomes(body: OutcomeBatch):
     value for a known request_id is a per-item conflict while the rest are accepted.  While the
     database is down outcomes are spooled to disk ("queued") and stored when it is back."""
     from service.eventlog import OutcomeEvent, event_log
+    from service.requestids import request_ids
     from service.store.events import ingest_timeouts, insert_outcomes
 
     rt = runtime()
     received = datetime.now(timezone.utc)
-    events = [OutcomeEvent(o.request_id, o.value, o.at or received, received) for o in body.root]
+    ids, key = request_ids(rt), g.api_key
+    # an id the service issued is bound to the key it was issued to (admin keys may post for any)
+    foreign = {o.request_id for o in body.root if key.scope != "admin" and ids.issued_to(o.request_id, key.id) is False}
+    events = [OutcomeEvent(o.request_id, o.value, o.at or received, received) for o in body.root if o.request_id not in foreign]
+    rejected = [o.request_id for o in body.root if o.request_id in foreign]
     try:
         with rt.db.unit_of_work() as session:
             ingest_timeouts(session, statement_ms=rt.settings.ingest_statement_timeout_ms,
@@ -67,12 +74,17 @@ def record_outcomes(body: OutcomeBatch):
             raise ServiceUnavailable("the database is unreachable and the spool cannot be written: "
                                      "the outcomes were not stored; retry shortly") from None
         statuses = ["queued"] * len(events)
-    results = []
-    for event, status in zip(events, statuses):
-        item = {"request_id": event.request_id, "status": status}
+    stored = iter(statuses)  # one per event, in order
+    results, statuses = [], []
+    for o in body.root:
+        status = "rejected" if o.request_id in foreign else next(stored)
+        item = {"request_id": o.request_id, "status": status}
         if status == "conflict":
             item["detail"] = "a different value is already recorded for this request_id"
+        elif status == "rejected":
+            item["detail"] = "this request_id was issued to another API key: post its outcome with that key"
         results.append(item)
+        statuses.append(status)
     count = lambda s: sum(1 for x in statuses if x == s)  # noqa: E731
     return {"accepted": count("accepted"), "duplicates": count("duplicate"), "conflicts": count("conflict"),
-            "queued": count("queued"), "results": results}
+            "queued": count("queued"), "rejected": len(rejected), "results": results}

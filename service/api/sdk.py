@@ -78,7 +78,12 @@ def ingest_events(body: EventBatch):
     from service.eventlog import PredictionEvent, event_log
 
     rt = runtime()
+    from flask import g
+
+    from service.requestids import request_ids
+
     cat, log = catalog(rt), event_log(rt)
+    ids, key = request_ids(rt), g.api_key
     received = datetime.now(timezone.utc)
     results, seen = [], set()
     for e in body.events:
@@ -93,6 +98,8 @@ def ingest_events(body: EventBatch):
                 status, detail = "rejected", f"{e.model_version!r} is not a model of the {e.arm} policy ({', '.join(models)})"
             elif e.phase is not None and e.phase != config.phase:
                 status, detail = "rejected", f"phase {e.phase} is not the current phase {config.phase}; refresh the ruleset"
+            elif ids.issued_to(e.request_id, key.id) is False:
+                status, detail = "rejected", "request ids starting with 'frq1-' are issued by the service, and this one was not issued to your key"
             elif (e.request_id, policy.primary.id) in seen:
                 status = "duplicate"
             else:
