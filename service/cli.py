@@ -275,7 +275,7 @@ def keys_revoke(key: str) -> None:
     """Revoke a key by id or prefix."""
     from service.auth import revoke_key
 
-    record = _run(lambda: revoke_key(_db(), key))
+    record = _run(lambda: revoke_key(_db(), key, revoked_dir=_settings().data_dir / "revoked"))
     click.echo(f"revoked key {record.id} ({record.prefix})")
 
 

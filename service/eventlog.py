@@ -265,6 +265,10 @@ class Spool:
         text = "".join(json.dumps({"reason": reason[:500], "line": line}) + "\n" for line in lines)
         self._write_file(self.dead, text, True)
 
+    def note_failure(self, why: str) -> None:
+        """A write just failed: say so until the next probe (at most a second), even if the last probe passed."""
+        self._probe, self._probed_at = why, time.monotonic()
+
     def writable(self) -> str | None:
         """None when a small file can be written and synced here now, else why not (checked at most
         once a second)."""
@@ -374,6 +378,7 @@ class EventLog:
         return True
 
     def _spool_failed(self, exc: BaseException) -> None:
+        self.spool.note_failure(f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
         with self._cond:
             self._stats.spool_writable = False
             self._stats.last_error = f"spool not writable: {type(exc).__name__}: {exc}"[:300]

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
     max_upload_bytes: int = Field(default=256 * 1_048_576, ge=1024, le=4 * 1_073_741_824)
     auth_cache_ttl_s: float = Field(default=5.0, ge=0, description="How long a key lookup is cached (revocation delay)")
+    auth_stale_max_s: float = Field(default=900.0, ge=0, le=86_400,
+                                    description="During a database outage, how long a key verified before it keeps working")
     secret_key: str | None = Field(default=None, min_length=16, description=(
         "Signs dashboard sessions; default a random key made once and kept in the database, shared by every replica"))
     model_store_url: str | None = Field(default=None, description=(
