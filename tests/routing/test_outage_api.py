@@ -127,3 +127,60 @@ def test_a_key_is_not_trusted_forever_during_an_outage(throwaway_pg, demo_models
         throwaway_pg.start()
     finally:
         app.extensions["frugal"].close()
+
+
+def test_sigterm_while_the_database_is_slow_spools_the_batch_in_flight(pg_admin_url, demo_models, tmp_path):
+    """gunicorn stopped with SIGTERM while every insert waits on a lock (a slow database): each worker
+    spools its in-flight batch after FRUGAL_EVENT_CLOSE_BUDGET_S and exits; once the database is fast
+    again the spool is replayed: every acknowledged prediction stored once."""
+    import signal
+    import time
+
+    import httpx
+
+    from service.eventlog import EventLog
+    from service.store.database import Database
+    from tests.harness import servers
+    from tests.harness.processes import WebServer, frugal_env
+
+    url = servers.create_database(pg_admin_url)
+    data_dir = tmp_path / "data"
+    s = seed(url, data_dir, demo_models)
+    web = WebServer(frugal_env(data_dir, url, FRUGAL_INGEST_LOCK_TIMEOUT_MS="60000", FRUGAL_INGEST_STATEMENT_TIMEOUT_MS="600000",
+                               FRUGAL_EVENT_CLOSE_BUDGET_S="2"), tmp_path / "web.log", workers=2)
+    blocker = make_engine(url)
+    conn = blocker.connect()
+    tx = conn.begin()
+    acknowledged = 0
+    try:
+        conn.execute(sa.text("LOCK TABLE predictions IN EXCLUSIVE MODE"))  # every insert now waits
+        with httpx.Client(base_url=web.url, timeout=30) as client:
+            for i in range(60):
+                r = client.post("/v1/predict", headers=s.sdk, json={"experiment": s.experiment, "unit_id": f"u{i}", "features": s.features})
+                assert r.status_code == 200, r.text
+                acknowledged += 1
+        time.sleep(1.0)  # the writers have picked their batches up and wait on the lock
+        web.signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        web.proc.wait(120)
+        stopped_in = time.monotonic() - t0
+    finally:
+        tx.rollback()
+        conn.close()
+        blocker.dispose()
+        web.stop()
+    spooled = sum(len(p.read_text().splitlines()) for p in (data_dir / "spool").glob("*.jsonl"))
+    assert spooled > 0 or _count(url, "SELECT count(*) FROM predictions") == acknowledged, "nothing in flight was dropped"
+    db = Database(url)
+    log = EventLog(db, make_settings(data_dir, database_url=url))
+    try:
+        assert log.flush(60)
+    finally:
+        log.close()
+        db.dispose()
+    try:
+        assert _count(url, "SELECT count(*) FROM predictions WHERE served") == acknowledged, (spooled, f"stopped in {stopped_in:.1f} s")
+        assert _count(url, "SELECT count(DISTINCT request_id) FROM predictions WHERE served") == acknowledged
+        assert stopped_in < 60, f"stopped in {stopped_in:.1f} s"  # generous: the budget is 2 s, the shadow drain 15 s
+    finally:
+        servers.drop_database(pg_admin_url, url)
