@@ -41,7 +41,6 @@ METRICS: dict[str, tuple[str, str]] = {
     "frugal_eventlog_corrupt_lines_total": ("counter", "Unreadable spool lines (torn, corrupt) set aside in spool/dead/"),
     "frugal_eventlog_lost_total": ("counter", "Accepted events neither stored nor spooled: the spool could not be written"),
     "frugal_eventlog_queued": ("gauge", "Events waiting in memory for the writer"),
-    "frugal_eventlog_dead_letter_files": ("gauge", "Files in spool/dead/ waiting for 'frugal events replay-dead-letters'"),
     "frugal_eventlog_spool_unwritable": ("gauge", "Processes whose spool cannot be written now (disk full or read-only)"),
     "frugal_eventlog_database_unavailable": ("gauge", "Processes whose event writer cannot reach the database now"),
     "frugal_prediction_cache_hits_total": ("counter", "Prediction cache hits"),
@@ -71,7 +70,6 @@ def snapshot(rt) -> dict[str, float]:
         values.update({f"frugal_eventlog_{k}_total": e[k]
                        for k in ("recorded", "written", "spooled", "replayed", "dead_lettered", "corrupt_lines", "lost")})
         values["frugal_eventlog_queued"] = e["queued"]
-        values["frugal_eventlog_dead_letter_files"] = e["dead_letter_files"]
         values["frugal_eventlog_spool_unwritable"] = 0 if e["spool_writable"] else 1
         values["frugal_eventlog_database_unavailable"] = 0 if e["database_available"] else 1
     cache = rt.peek("prediction_cache")
