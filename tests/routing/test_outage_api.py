@@ -170,6 +170,7 @@ def test_sigterm_while_the_database_is_slow_spools_the_batch_in_flight(pg_admin_
         blocker.dispose()
         web.stop()
     spooled = sum(len(p.read_text().splitlines()) for p in (data_dir / "spool").glob("*.jsonl"))
+    print(f"\nSIGTERM with inserts blocked: {acknowledged} acknowledged, {spooled} spooled at exit, stopped in {stopped_in:.1f} s")
     assert spooled > 0 or _count(url, "SELECT count(*) FROM predictions") == acknowledged, "nothing in flight was dropped"
     db = Database(url)
     log = EventLog(db, make_settings(data_dir, database_url=url))
