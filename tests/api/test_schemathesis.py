@@ -53,6 +53,8 @@ def test_schemathesis_finds_no_failure(pg_admin_url, demo_models, tmp_path, scop
              "--suppress-health-check", "all", "--report", "json", "--report-json-path", str(report)],
             capture_output=True, text=True, timeout=900, cwd=tmp_path)
         summary = result.stdout[-6000:]
+        print(f"\nschemathesis ({scope} key):", " | ".join(line.strip() for line in summary.splitlines()
+                                                       if "generated" in line or "Scenarios" in line or "API Links" in line))
         assert result.returncode == 0, summary + "\n" + result.stderr[-2000:] + "\n" + web.log()[-3000:]
     finally:
         web.stop()
