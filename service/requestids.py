@@ -2,7 +2,7 @@
 
 ``frq1-<24 hex: per-process nonce + counter>-<32 hex: keyed BLAKE2b MAC>``.  The MAC covers the body
 and the id of the key that asked for the prediction, under a key derived from ``FRUGAL_SECRET_KEY``
-(or the data directory's secret, which every process of a deployment shares).  So an id reveals
+(or the deployment's secret in the database, which every replica shares).  So an id reveals
 nothing about the next one (an attacker sees the counter, never the MAC key), and ``POST
 /v1/outcomes`` can tell, without a database lookup (it works during an outage too), whether the
 posting key is the one the id was issued to: another sdk key's outcome for it is rejected.
@@ -18,22 +18,18 @@ import hmac
 import itertools
 import os
 import threading
-from pathlib import Path
 
 PREFIX = "frq1-"
 
 
-def _secret(settings) -> bytes:
-    if settings.secret_key:
-        return settings.secret_key.encode()
-    path: Path = settings.data_dir / "secret_key"
-    if not path.exists():  # the app factory writes it; a CLI or worker process may come first
-        import secrets
+def _secret(rt) -> bytes:
+    """FRUGAL_SECRET_KEY, else the deployment's own secret in the database (every replica reads the same
+    one, so an id issued by one replica is verified by any other)."""
+    if rt.settings.secret_key:
+        return rt.settings.secret_key.encode()
+    from service.auth import deployment_secret
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip().encode()
+    return deployment_secret(rt.db, "request_ids").encode()
 
 
 class RequestIds:
@@ -64,4 +60,4 @@ class RequestIds:
 
 
 def request_ids(rt) -> RequestIds:
-    return rt.lazy("request_ids", lambda: RequestIds(_secret(rt.settings)))
+    return rt.lazy("request_ids", lambda: RequestIds(_secret(rt)))
