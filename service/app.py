@@ -10,6 +10,8 @@ from werkzeug.exceptions import BadRequest
 
 from service import __version__
 from service.api import problems
+from service.api.schemas import MAX_JSON_DEPTH, check_json_tree
+from service.errors import BadRequest as BadRequestError
 from service.errors import MalformedJSON, UnsupportedMediaType
 from service.logs import configure_logging
 from service.runtime import Runtime
@@ -57,9 +59,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.before_request(start_request)         # request id and timer first: every answer is counted and logged with it
     app.after_request(finish_request)
+    app.before_request(_check_url)
     app.before_request(authenticate_request)  # 401/403 before the body is even looked at
     app.before_request(_check_body)
     _register_routes(app)
+    _document_problems(app)
     app.add_url_rule("/openapi.json", "openapi_json", lambda: Response(json.dumps(app.api_doc), mimetype="application/json"))
     app.add_url_rule("/docs", "docs_root", lambda: redirect("/docs/swagger"))
     from service.api.fastpath import PredictFastPath
@@ -77,6 +81,16 @@ def _register_routes(app: OpenAPI) -> None:
     web.register(app)  # the HTML pages for people (/login, /reports, /dashboard): not in the OpenAPI document
 
 
+def _document_problems(app: OpenAPI) -> None:
+    generate = app.generate_spec_json
+
+    def generate_with_problems() -> None:
+        generate()
+        problems.document_problems(app.spec_json)
+
+    app.generate_spec_json = generate_with_problems
+
+
 def _check_body() -> None:
     """Refuse a body that is not JSON where JSON is expected, before any view runs."""
     if request.method not in _BODY_METHODS or not request.path.startswith("/v1/"):
@@ -92,9 +106,18 @@ def _check_body() -> None:
             f"send the body as application/json (got {mimetype or 'no Content-Type'})"
         )
     try:  # parsed once here and cached on the request: the view's validation reuses it
-        request.get_json(force=True, cache=True)
+        data = request.get_json(force=True, cache=True)
     except BadRequest as exc:
         raise MalformedJSON(f"the body is not valid JSON: {exc.description}") from None
+    except RecursionError:
+        raise MalformedJSON(f"the body is nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
+    check_json_tree(data)
+
+
+def _check_url() -> None:
+    """A NUL character in the path or the query is no name, id or value anything stores: 400."""
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+        raise BadRequestError("the URL contains a NUL character (%00); remove it")
 
 
 _MULTIPART_ENDPOINTS: set[str] = set()

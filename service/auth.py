@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from service.errors import Forbidden, NotFound, ServiceUnavailable, Unauthorized, ValidationFailed, field_error
 from service.store import keys as key_store
@@ -61,8 +62,12 @@ def list_keys(db: Database) -> list[KeyRecord]:
         return key_store.list_all(session)
 
 
-def revoke_key(db: Database, ident: str) -> KeyRecord:
+def revoke_key(db: Database, ident: str, *, revoked_dir: Path | None = None) -> KeyRecord:
     """Revoke by prefix (or the whole key) or by numeric id.
+
+    With ``revoked_dir`` (``<data dir>/revoked``, the CLI passes it) the revocation is also written
+    there, so processes on this host refuse the key at once even if the database then goes down
+    before their cache has seen the revocation.
 
     A prefix is 8 hex characters and may be all digits, so an 8-character ident is tried as a
     prefix first and only then, if it is a number, as an id.
@@ -76,6 +81,9 @@ def revoke_key(db: Database, ident: str) -> KeyRecord:
             record = key_store.revoke(session, key_id=int(ident), now=utcnow())
     if record is None:
         raise NotFound(f"no API key {ident!r}")
+    if revoked_dir is not None:
+        revoked_dir.mkdir(parents=True, exist_ok=True)
+        (revoked_dir / record.prefix).write_text(utcnow().isoformat())
     return record
 
 
@@ -89,12 +97,16 @@ def session_key(db: Database, key_id: int) -> KeyRecord | None:
 class Authenticator:
     """Checks bearer tokens, caching lookups briefly so the predict path does not query per call.
 
-    A revoked key stops working within ``ttl_s`` seconds in every process.
+    A revoked key stops working within ``ttl_s`` seconds in every process.  While the database is
+    down a key this process verified keeps working (predictions ride the outage) unless it was
+    revoked on this host (``revoked_dir``), and for at most ``stale_max_s`` after it was last verified.
     """
 
-    def __init__(self, db: Database, ttl_s: float = 5.0) -> None:
+    def __init__(self, db: Database, ttl_s: float = 5.0, *, revoked_dir: Path | None = None, stale_max_s: float = 900.0) -> None:
         self._db = db
         self._ttl = ttl_s
+        self._revoked_dir = revoked_dir
+        self._stale_max = stale_max_s
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
         self._lock = threading.Lock()
 
@@ -118,8 +130,14 @@ class Authenticator:
                 if cached is None or cached[1] is None:
                     raise
                 # The database is down: a key this process has already verified keeps working, so
-                # predictions go on (their events are spooled) instead of failing with 503.
-                return self._checked(cached[1])
+                # predictions go on (their events are spooled) instead of failing with 503; unless it
+                # was revoked on this host, or was last verified too long ago.
+                record = cached[1]
+                if self._revoked_dir is not None and record.active and (self._revoked_dir / record.prefix).exists():
+                    raise Unauthorized(f"API key {record.prefix} was revoked") from None
+                if now - cached[0] > self._stale_max:
+                    raise
+                return self._checked(record)
             with self._lock:
                 if len(self._cache) > 10_000:
                     self._cache.clear()

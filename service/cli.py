@@ -1,4 +1,4 @@
-"""The ``frugal`` command line: serve, worker, scorer, beat, db, keys, models, report, demo."""
+"""The ``frugal`` command line: serve, worker, scorer, beat, db, keys, models, events, report, demo."""
 
 from __future__ import annotations
 
@@ -275,7 +275,7 @@ def keys_revoke(key: str) -> None:
     """Revoke a key by id or prefix."""
     from service.auth import revoke_key
 
-    record = _run(lambda: revoke_key(_db(), key))
+    record = _run(lambda: revoke_key(_db(), key, revoked_dir=_settings().data_dir / "revoked"))
     click.echo(f"revoked key {record.id} ({record.prefix})")
 
 
@@ -480,6 +480,44 @@ def report(experiment: str | None, portfolio: bool, week: str | None, pdf: bool)
     click.echo(f"report {record.id} ({record.title}): {weekly.report_url(rt.settings, record)}")
     if record.pdf_path:
         click.echo(f"pdf: {record.pdf_path}")
+
+
+@main.group()
+def events() -> None:
+    """The event log's spool and dead letters (docs/eventlog.md)."""
+
+
+@events.command("status")
+def events_status() -> None:
+    """Spool files waiting to replay and dead-letter files waiting for a person."""
+    from service.eventlog import Spool
+
+    settings = _settings()
+    spool = Spool(settings.spool_dir, settings.spool_fsync)
+    files, dead = spool.files(), spool.dead_files()
+    click.echo(f"spool {settings.spool_dir}: {len(files)} file(s) to replay; {len(dead)} dead-letter file(s); "
+               f"writable: {'yes' if spool.writable() is None else 'NO (' + str(spool.writable()) + ')'}")
+    for path in dead:
+        for line in path.read_text(errors="backslashreplace").splitlines()[:3]:
+            click.echo(f"  {path.name}: {json.loads(line).get('reason', '?')}")
+
+
+@events.command("replay-dead-letters")
+def events_replay_dead_letters() -> None:
+    """Put every dead letter (spool/dead/) back through the writer once its cause is fixed: rows the
+    database now takes are stored (once: inserts are idempotent), rows it still refuses go to a new
+    dead-letter file with the new reason."""
+    from service.eventlog import EventLog
+
+    rt = _runtime()
+    log = EventLog(rt.db, rt.settings)
+    before = len(log.spool.dead_files())
+    replayed, kept = _run(log.replay_dead_letters)
+    refused = log.stats()["dead_lettered"]
+    click.echo(f"replayed {replayed} event(s) from {before} file(s): {replayed - refused} stored or already stored, "
+               f"{refused} still refused, {kept} unreadable line(s) kept in {log.spool.dead}")
+    rt.close()
+    sys.exit(0 if refused == 0 and kept == 0 else 1)
 
 
 @main.command()

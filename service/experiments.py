@@ -94,9 +94,17 @@ def create(db: Database, definition: ExperimentDefinition, *, actor: str) -> Exp
         return record
 
 
+MAX_ID = 2**31 - 1  # ids are 32-bit integers
+
+
 def resolve(session, ref: str | int, *, for_update: bool = False) -> ExperimentRecord:
     ref = str(ref)
-    record = store.get(session, experiment_id=int(ref), for_update=for_update) if ref.isdigit() else store.get(session, name=ref, for_update=for_update)
+    if ref.isascii() and ref.isdigit():
+        if len(ref) > 10 or int(ref) > MAX_ID:  # no row has it (and the database would refuse the number)
+            raise NotFound(f"no experiment {ref!r}")
+        record = store.get(session, experiment_id=int(ref), for_update=for_update)
+    else:
+        record = store.get(session, name=ref, for_update=for_update)
     if record is None:
         raise NotFound(f"no experiment {ref!r}")
     return record

@@ -38,7 +38,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "frugal_eventlog_spooled_total": ("counter", "Events written to the disk spool (database unreachable, or queue full)"),
     "frugal_eventlog_replayed_total": ("counter", "Spooled events replayed into the database"),
     "frugal_eventlog_dead_lettered_total": ("counter", "Events the database refuses, set aside in spool/dead/"),
+    "frugal_eventlog_corrupt_lines_total": ("counter", "Unreadable spool lines (torn, corrupt) set aside in spool/dead/"),
+    "frugal_eventlog_lost_total": ("counter", "Accepted events neither stored nor spooled: the spool could not be written"),
     "frugal_eventlog_queued": ("gauge", "Events waiting in memory for the writer"),
+    "frugal_eventlog_spool_unwritable": ("gauge", "Processes whose spool cannot be written now (disk full or read-only)"),
+    "frugal_eventlog_database_unavailable": ("gauge", "Processes whose event writer cannot reach the database now"),
     "frugal_prediction_cache_hits_total": ("counter", "Prediction cache hits"),
     "frugal_prediction_cache_misses_total": ("counter", "Prediction cache misses"),
     "frugal_prediction_cache_evictions_total": ("counter", "Prediction cache entries evicted (size bound)"),
@@ -63,8 +67,11 @@ def snapshot(rt) -> dict[str, float]:
     events = rt.peek("eventlog")
     if events is not None:
         e = events.stats()
-        values.update({f"frugal_eventlog_{k}_total": e[k] for k in ("recorded", "written", "spooled", "replayed", "dead_lettered")})
+        values.update({f"frugal_eventlog_{k}_total": e[k]
+                       for k in ("recorded", "written", "spooled", "replayed", "dead_lettered", "corrupt_lines", "lost")})
         values["frugal_eventlog_queued"] = e["queued"]
+        values["frugal_eventlog_spool_unwritable"] = 0 if e["spool_writable"] else 1
+        values["frugal_eventlog_database_unavailable"] = 0 if e["database_available"] else 1
     cache = rt.peek("prediction_cache")
     if cache is not None:
         c = cache.stats

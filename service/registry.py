@@ -97,7 +97,9 @@ def get(db: Database, model_id: int) -> ModelRecord:
 
 def resolve(db: Database, ref: str) -> ModelRecord:
     """A model by id, ``name:version``, or ``name`` (its latest version)."""
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():
+        if len(ref) > 10 or int(ref) > 2**31 - 1:
+            raise NotFound(f"no model {ref!r}")
         return get(db, int(ref))
     name, version = parse_ref(ref)
     with db.unit_of_work() as session:

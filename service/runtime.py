@@ -22,7 +22,8 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings.resolved_database_url)
-        self.auth = Authenticator(self.db, ttl_s=settings.auth_cache_ttl_s)
+        self.auth = Authenticator(self.db, ttl_s=settings.auth_cache_ttl_s, revoked_dir=settings.data_dir / "revoked",
+                                  stale_max_s=settings.auth_stale_max_s)
         self._lazy: dict[str, Any] = {}
         self._lock = threading.RLock()  # a factory may build another lazy object
         self._pid = os.getpid()

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1_048_576, ge=1024, le=1_073_741_824)
     max_upload_bytes: int = Field(default=256 * 1_048_576, ge=1024, le=4 * 1_073_741_824)
     auth_cache_ttl_s: float = Field(default=5.0, ge=0, description="How long a key lookup is cached (revocation delay)")
+    auth_stale_max_s: float = Field(default=900.0, ge=0, le=86_400,
+                                    description="During a database outage, how long a key verified before it keeps working")
     secret_key: str | None = Field(default=None, min_length=16, description=(
         "Signs dashboard sessions; default a random key made once and kept in the database, shared by every replica"))
     model_store_url: str | None = Field(default=None, description=(
@@ -62,11 +64,20 @@ class Settings(BaseSettings):
     metrics_interval_s: float = Field(default=5.0, gt=0, le=3600,
                                       description="How often each process publishes its counters for /v1/metrics")
 
+    benchmark_max_s: float = Field(default=120.0, gt=0, le=120,
+                                   description="The longest a POST /v1/models/{id}/benchmark may measure (its budget_s is capped here)")
+
     # Event log
     event_queue_size: int = Field(default=100_000, ge=10)
     event_batch_size: int = Field(default=500, ge=1)
     event_flush_interval_s: float = Field(default=0.25, gt=0)
     spool_fsync: Literal["always", "batch", "never"] = "batch"
+    event_close_budget_s: float = Field(default=5.0, gt=0, le=60,
+                                        description="On shutdown, how long the writer may try the database before it spools what is left")
+    ingest_statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000,
+                                             description="statement_timeout of an ingest transaction (Postgres): a slow database is spooled past")
+    ingest_lock_timeout_ms: int = Field(default=250, ge=10, le=60_000,
+                                        description="lock_timeout of an ingest transaction (Postgres): ingest never queues behind analysis work")
 
     # Worker and reports
     rollup_interval_s: float = Field(default=30.0, gt=0)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import current_app
+from flask import current_app, g
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
 from service.api.auth import BEARER, requires
 from service.api.experiments import ExperimentPath
 from service.api.schemas import PageQuery, problem_responses
+from service.errors import FrugalError, ServiceUnavailable
 from service.experiments import get as get_experiment
 from service.runtime import runtime
 from service.store.analyses import AnalysisRecord
@@ -75,17 +76,32 @@ def analyze_now(path: ExperimentPath):
     return {"task_id": task.id, "status_url": f"/v1/tasks/{task.id}"}, 202
 
 
-@bp.get("/tasks/<task_id>", responses={200: TaskOut, **problem_responses(401, 403, 422)})
+@bp.get("/tasks/<task_id>", responses={200: TaskOut, **problem_responses(401, 403, 422, 503)})
 @requires("read")
 def task_state(path: TaskPath):
     """State of a worker task: PENDING, STARTED, SUCCESS, FAILURE or RETRY."""
     result = current_app.extensions["celery"].AsyncResult(path.task_id)
-    body: dict[str, Any] = {"task_id": path.task_id, "state": result.state}
-    if result.successful():
-        body["result"] = result.result
-    elif result.failed():
-        body["error"] = f"{type(result.result).__name__}: {result.result}"
+    try:
+        body: dict[str, Any] = {"task_id": path.task_id, "state": result.state}
+        if result.successful():
+            body["result"] = result.result
+        elif result.failed():
+            body["error"] = task_error(result.result, g.api_key.scope)
+    except FrugalError:
+        raise
+    except Exception as exc:  # the result backend (Redis) is down: say so, not 500
+        raise ServiceUnavailable(f"task results are unavailable now ({type(exc).__name__}); retry shortly") from None
     return body
+
+
+def task_error(exc: BaseException | Any, scope: str) -> str:
+    """What a client is told about a failed task.  A FrugalError's detail is written for people; any
+    other error's text is internal (SQL, paths, hosts) and is shown to admin keys only."""
+    if isinstance(exc, FrugalError):
+        return f"{exc.title}: {exc.detail}"
+    if scope == "admin":
+        return f"{type(exc).__name__}: {exc}"[:1000]
+    return "the task failed with an internal error; an admin can read it here or in the worker's log"
 
 
 @bp.get("/experiments/<ref>/results", responses={200: AnalysisOut, **problem_responses(401, 403, 404)})

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 from pydantic import ValidationError
 
+from service.api.schemas import check_json_tree
 from service.errors import FrugalError
 from service.prometheus import observe_request
 
@@ -30,10 +31,11 @@ log = logging.getLogger(__name__)
 
 class PredictFastPath:
     def __init__(self, flask_wsgi: Callable, runtime: Any) -> None:
-        from service.api.predict import PredictRequest
+        from service.api.predict import PredictRequest, request_id_for
         from service.routing.runtime import router
 
         self._request_model, self._router = PredictRequest, router  # resolved once, not per request
+        self._request_id_for = request_id_for
         self._next = flask_wsgi
         self._runtime = runtime
         self._lock = threading.Lock()
@@ -73,11 +75,14 @@ class PredictFastPath:
     def _answer(self, environ: dict[str, Any], body: bytes, started: float) -> bytes | None:
         rt = self._runtime
         try:
-            rt.auth.check_scope(rt.auth.authenticate(environ.get("HTTP_AUTHORIZATION")), "sdk")
-            request = self._request_model.model_validate(json.loads(body))
-            answer = self._router(rt).predict(request.experiment, [(request.unit_id, request.features, request.request_id)],
-                                        started)[0]
-        except (FrugalError, ValidationError, ValueError, TypeError):
+            key = rt.auth.authenticate(environ.get("HTTP_AUTHORIZATION"))
+            rt.auth.check_scope(key, "sdk")
+            data = json.loads(body)
+            check_json_tree(data)  # the same edge checks as Flask's (NUL, surrogates, depth)
+            request = self._request_model.model_validate(data)
+            rid = self._request_id_for(rt, key, request.request_id)
+            answer = self._router(rt).predict(request.experiment, [(request.unit_id, request.features, rid)], started)[0]
+        except (FrugalError, ValidationError, ValueError, TypeError, RecursionError):
             return None  # 401/403/404/422...: Flask answers it, with the problem+json the API promises
         except Exception:  # noqa: BLE001 - unexpected: Flask's handler logs it and answers a problem
             log.exception("fast path could not answer; handing the request to Flask")

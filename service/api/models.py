@@ -37,7 +37,7 @@ class ModelUpload(BaseModel):
 
 
 class ModelPath(BaseModel):
-    model_id: int
+    model_id: int = Field(ge=1, le=2**31 - 1)
 
 
 class ModelOut(BaseModel):
@@ -71,7 +71,8 @@ class ModelListQuery(PageQuery):
 class BenchmarkRequest(Strict):
     labelled_csv: str | None = Field(default=None, max_length=50_000_000,
                                      description="CSV text with a header of feature names and a 'label' column")
-    budget_s: float = Field(default=5.0, gt=0, le=120, description="time budget for the measurement")
+    budget_s: float = Field(default=5.0, gt=0, le=120, description="time budget for the measurement "
+                                                                   "(at most FRUGAL_BENCHMARK_MAX_S, default 120)")
 
 
 class QuantizeRequest(Strict):
@@ -130,7 +131,8 @@ def delete_model(path: ModelPath):
 def benchmark_model(path: ModelPath, body: BenchmarkRequest):
     """Measure latency, throughput, memory and (given labels) accuracy on this host; stored on the model."""
     rt = runtime()
-    registry.profile_model(rt.db, rt.settings, path.model_id, labelled_csv=body.labelled_csv, budget_s=body.budget_s)
+    registry.profile_model(rt.db, rt.settings, path.model_id, labelled_csv=body.labelled_csv,
+                           budget_s=min(body.budget_s, rt.settings.benchmark_max_s))
     return model_json(registry.get(rt.db, path.model_id))
 
 

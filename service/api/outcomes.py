@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Literal
 
+from flask import g
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import AwareDatetime, BaseModel, Field, RootModel
+from pydantic import BaseModel, Field, RootModel
 
 from service.api.auth import BEARER, requires
 from service.api.predict import RequestId
-from service.api.schemas import Strict, problem_responses
+from service.api.schemas import MAX_MAGNITUDE, EventTime, Strict, problem_responses
 from service.errors import ServiceUnavailable
 from service.runtime import runtime
 
@@ -20,8 +21,10 @@ bp = APIBlueprint("outcomes", __name__, url_prefix="/v1/outcomes",
 
 class OutcomeIn(Strict):
     request_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
-    value: float = Field(allow_inf_nan=False, description="label (classification), value (regression) or 0/1 conversion")
-    at: AwareDatetime | None = Field(default=None, description="when it happened (ISO 8601 with a time zone); default now")
+    value: float = Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, allow_inf_nan=False,
+                         description="label (classification), value (regression) or 0/1 conversion; |value| <= 1e12")
+    at: EventTime | None = Field(default=None, description="when it happened (ISO 8601 with a time zone, "
+                                                           "2000-01-01 to a day from now); default now")
 
 
 class OutcomeBatch(RootModel[list[OutcomeIn]]):
@@ -30,7 +33,7 @@ class OutcomeBatch(RootModel[list[OutcomeIn]]):
 
 class OutcomeResult(BaseModel):
     request_id: str
-    status: Literal["accepted", "duplicate", "conflict", "queued"]
+    status: Literal["accepted", "duplicate", "conflict", "queued", "rejected"]
     detail: str | None = None
 
 
@@ -39,33 +42,49 @@ class OutcomeResponse(BaseModel):
     duplicates: int
     conflicts: int
     queued: int
+    rejected: int = Field(default=0, description="outcomes for a request id the service issued to another API key")
     results: list[OutcomeResult]
 
 
-@bp.post("", responses={200: OutcomeResponse, **problem_responses(401, 403, 422)})
+@bp.post("", responses={200: OutcomeResponse, **problem_responses(401, 403, 422, 503)})
 @requires("sdk")
 def record_outcomes(body: OutcomeBatch):
     """Record outcomes in a batch.  Idempotent: the same outcome twice is stored once; a different
     value for a known request_id is a per-item conflict while the rest are accepted.  While the
     database is down outcomes are spooled to disk ("queued") and stored when it is back."""
     from service.eventlog import OutcomeEvent, event_log
-    from service.store.events import insert_outcomes
+    from service.requestids import request_ids
+    from service.store.events import ingest_timeouts, insert_outcomes
 
     rt = runtime()
     received = datetime.now(timezone.utc)
-    events = [OutcomeEvent(o.request_id, o.value, o.at or received, received) for o in body.root]
+    ids, key = request_ids(rt), g.api_key
+    # an id the service issued is bound to the key it was issued to (admin keys may post for any)
+    foreign = {o.request_id for o in body.root if key.scope != "admin" and ids.issued_to(o.request_id, key.id) is False}
+    events = [OutcomeEvent(o.request_id, o.value, o.at or received, received) for o in body.root if o.request_id not in foreign]
+    rejected = [o.request_id for o in body.root if o.request_id in foreign]
     try:
         with rt.db.unit_of_work() as session:
+            ingest_timeouts(session, statement_ms=rt.settings.ingest_statement_timeout_ms,
+                            lock_ms=rt.settings.ingest_lock_timeout_ms)
             statuses = insert_outcomes(session, events)
     except ServiceUnavailable:
-        event_log(rt).record_outcomes(events)
+        # "queued" is a promise: the outcomes are on disk (fsynced) before we say so, or we say 503
+        if not event_log(rt).spool_now(events):
+            raise ServiceUnavailable("the database is unreachable and the spool cannot be written: "
+                                     "the outcomes were not stored; retry shortly") from None
         statuses = ["queued"] * len(events)
-    results = []
-    for event, status in zip(events, statuses):
-        item = {"request_id": event.request_id, "status": status}
+    stored = iter(statuses)  # one per event, in order
+    results, statuses = [], []
+    for o in body.root:
+        status = "rejected" if o.request_id in foreign else next(stored)
+        item = {"request_id": o.request_id, "status": status}
         if status == "conflict":
             item["detail"] = "a different value is already recorded for this request_id"
+        elif status == "rejected":
+            item["detail"] = "this request_id was issued to another API key: post its outcome with that key"
         results.append(item)
+        statuses.append(status)
     count = lambda s: sum(1 for x in statuses if x == s)  # noqa: E731
     return {"accepted": count("accepted"), "duplicates": count("duplicate"), "conflicts": count("conflict"),
-            "queued": count("queued"), "results": results}
+            "queued": count("queued"), "rejected": len(rejected), "results": results}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from flask import g
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
@@ -57,12 +58,30 @@ class BatchResponse(BaseModel):
     items: list[PredictResponse]
 
 
+def request_id_for(rt, key, given: str | None, field: str = "body.request_id") -> str:
+    """The client's own id, or one issued to this key (unguessable; outcomes for it need this key).
+    A client may not send an id in the issued format that was not issued to its key."""
+    from service.requestids import request_ids
+
+    ids = request_ids(rt)
+    if given is None:
+        return ids.issue(key.id)
+    if ids.issued_to(given, key.id) is False:
+        from service.errors import ValidationFailed, field_error
+
+        message = "request ids starting with 'frq1-' are issued by the service; this one was not issued to your key"
+        raise ValidationFailed(message, errors=[field_error(field, message)])
+    return given
+
+
 @bp.post("", responses={200: PredictResponse, **problem_responses(401, 403, 404, 422)})
 @requires("sdk")
 def predict(body: PredictRequest):
     """Answer one request.  The experiment never fails it: a failing challenger is answered by the champion."""
     started = time.perf_counter()
-    answer = router(runtime()).predict(body.experiment, [(body.unit_id, body.features, body.request_id)], started)[0]
+    rt = runtime()
+    rid = request_id_for(rt, g.api_key, body.request_id)
+    answer = router(rt).predict(body.experiment, [(body.unit_id, body.features, rid)], started)[0]
     return answer.to_dict()
 
 
@@ -77,5 +96,7 @@ def predict_batch(body: BatchRequest):
 
         raise ValidationFailed("request_id values must be unique within a batch",
                                errors=[field_error("items.request_id", "duplicate request_id in the batch")])
-    answers = router(runtime()).predict(body.experiment, [(i.unit_id, i.features, i.request_id) for i in body.items], started)
+    rt = runtime()
+    rids = [request_id_for(rt, g.api_key, item.request_id, f"body.items.{n}.request_id") for n, item in enumerate(body.items)]
+    answers = router(rt).predict(body.experiment, [(i.unit_id, i.features, rid) for i, rid in zip(body.items, rids)], started)
     return {"items": [a.to_dict() for a in answers]}

@@ -95,3 +95,40 @@ def register(app: Flask) -> None:
     app.register_error_handler(FrugalError, problem_response)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
+
+
+# -- the OpenAPI document -------------------------------------------------------------------------
+_TITLES = {400: "Bad request (malformed JSON, or a NUL character in the URL)", 401: "Missing or unknown API key",
+           403: "The key's scope does not allow this route", 404: "Not found", 409: "Conflict",
+           413: "The body is too large", 415: "The body is not application/json",
+           422: "A field is invalid: ``errors`` names each", 500: "Internal error (logged; the detail says nothing more)",
+           503: "A dependency is unavailable; retry after Retry-After seconds"}
+_NOT_PROBLEMS = {("/readyz", "get", "503")}  # readiness answers its own body with a 503
+
+
+def document_problems(spec: dict) -> None:
+    """Every error response of every operation in the OpenAPI document: ``application/problem+json``
+    with the Problem schema, and every status the one error handler can answer for that operation
+    (400 and 500 everywhere; 401, 403 and 503 on keyed routes; 404 where the path has parameters;
+    413, 415 and 422 where there is a body or parameters)."""
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, item in spec.get("paths", {}).items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            codes = {400, 500}
+            if operation.get("security"):
+                codes |= {401, 403, 503}
+            if "{" in path:
+                codes.add(404)
+            if operation.get("requestBody"):
+                codes |= {413, 415, 422}
+            if operation.get("parameters") or operation.get("requestBody"):
+                codes.add(422)
+            for code in codes:
+                responses.setdefault(str(code), {"description": _TITLES[code]})
+            for code, response in responses.items():
+                if code[:1] in ("4", "5") and (path, method, code) not in _NOT_PROBLEMS:
+                    response["content"] = problem
+                    response.setdefault("description", _TITLES.get(int(code), "Error"))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from flask import Response, request
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from service.api.auth import BEARER, requires
-from service.api.schemas import Strict, problem_responses
+from service.api.schemas import MAX_LATENCY_MS, MAX_MAGNITUDE, EventTime, Strict, problem_responses
 from service.registry import prediction_cost
 from service.routing.runtime import catalog
 from service.runtime import runtime
@@ -32,12 +32,14 @@ class EventIn(Strict):
     unit_id: str = Field(max_length=256)
     arm: Literal["champion", "challenger"]
     model_version: str = Field(min_length=3, max_length=151, description="'name:version' of the model that answered")
-    latency_ms: float = Field(ge=0, allow_inf_nan=False)
-    inference_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    prediction: float | str | None = Field(default=None)
+    latency_ms: float = Field(ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)
+    inference_ms: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)
+    prediction: (Annotated[float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE, allow_inf_nan=False)]
+                 | Annotated[str, Field(max_length=200)] | None) = Field(default=None)
     confidence: float | None = Field(default=None, ge=0, le=1)
-    phase: int | None = Field(default=None, ge=1)
-    at: AwareDatetime | None = None
+    phase: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    at: EventTime | None = Field(default=None, description="when it was served (ISO 8601 with a time zone, "
+                                                           "2000-01-01 to a day from now); default now")
 
 
 class EventBatch(Strict):
@@ -76,7 +78,12 @@ def ingest_events(body: EventBatch):
     from service.eventlog import PredictionEvent, event_log
 
     rt = runtime()
+    from flask import g
+
+    from service.requestids import request_ids
+
     cat, log = catalog(rt), event_log(rt)
+    ids, key = request_ids(rt), g.api_key
     received = datetime.now(timezone.utc)
     results, seen = [], set()
     for e in body.events:
@@ -91,6 +98,8 @@ def ingest_events(body: EventBatch):
                 status, detail = "rejected", f"{e.model_version!r} is not a model of the {e.arm} policy ({', '.join(models)})"
             elif e.phase is not None and e.phase != config.phase:
                 status, detail = "rejected", f"phase {e.phase} is not the current phase {config.phase}; refresh the ruleset"
+            elif ids.issued_to(e.request_id, key.id) is False:
+                status, detail = "rejected", "request ids starting with 'frq1-' are issued by the service, and this one was not issued to your key"
             elif (e.request_id, policy.primary.id) in seen:
                 status = "duplicate"
             else:

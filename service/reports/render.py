@@ -32,6 +32,7 @@ def environment():
     env.filters["local"] = local_time
     env.globals["metric"] = metric
     env.globals["policy"] = policy
+    env.globals["csrf_token"] = _csrf_token
     return env
 
 
@@ -54,6 +55,12 @@ def local_time(moment: datetime | None, tz: str, spec: str = "%a %d %b %H:%M") -
     if moment.tzinfo is None:  # SQLite gives timestamps back naive; they are UTC
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(ZoneInfo(tz)).strftime(spec)
+
+
+def _csrf_token() -> str:
+    from service.web.session import csrf_token
+
+    return csrf_token()
 
 
 def page(template: str, **context: Any) -> str:

@@ -30,6 +30,14 @@ def _dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
+def ingest_timeouts(session: Session, *, statement_ms: int, lock_ms: int) -> None:
+    """Bound this ingest transaction (Postgres): it gives up after ``statement_ms`` on a slow database,
+    and after ``lock_ms`` waiting for a lock analysis work holds, so the caller spools instead of waiting."""
+    if _dialect(session) == "postgresql":
+        session.execute(sa.text(f"SET LOCAL statement_timeout = {int(statement_ms)}"))
+        session.execute(sa.text(f"SET LOCAL lock_timeout = {int(lock_ms)}"))
+
+
 def prediction_rows(events: Sequence[Any]) -> list[dict[str, Any]]:
     return [{c: getattr(e, c) for c in PREDICTION_COLUMNS} for e in events]
 

@@ -8,6 +8,8 @@ have the read scope (admin implies it); with neither, the browser is sent to /lo
 from __future__ import annotations
 
 import functools
+import hmac
+import secrets
 from typing import Callable
 from urllib.parse import quote, urlsplit
 
@@ -92,26 +94,49 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+def csrf_token() -> str:
+    """This browser's CSRF token, kept in the signed session cookie: a form posted from another site
+    cannot carry it, so it cannot log a browser in with someone else's key, or out."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def _csrf_ok() -> bool:
+    sent, kept = request.form.get("csrf") or "", session.get("csrf")
+    return isinstance(kept, str) and hmac.compare_digest(sent.encode(), kept.encode())
+
+
+_EXPIRED = "the form has expired or did not come from this site: reload the page and try again"
+
+
 @bp.get("/login")
 def login_form():
-    return html(page("login.html", error=None, next=_safe_next(request.args.get("next")), reader=None))
+    return html(page("login.html", error=None, next=_safe_next(request.args.get("next")), reader=None, csrf=csrf_token()))
 
 
 @bp.post("/login")
 def login():
     secret = (request.form.get("key") or "").strip()
     target = _safe_next(request.form.get("next"))
+    if not _csrf_ok():
+        return html(page("login.html", error=_EXPIRED, next=target, reader=None, csrf=csrf_token()), status=403)
     try:
         key = runtime().auth.authenticate(f"Bearer {secret}" if secret else None)
         runtime().auth.check_scope(key, SCOPE)
     except (Unauthorized, Forbidden) as exc:
-        return html(page("login.html", error=exc.detail, next=target, reader=None), status=exc.status)
+        return html(page("login.html", error=exc.detail, next=target, reader=None, csrf=csrf_token()), status=exc.status)
     session.clear()
     session["key_id"] = key.id
+    session["csrf"] = secrets.token_urlsafe(32)  # a new token for the new session
     return redirect(target)
 
 
-@bp.route("/logout", methods=["GET", "POST"])
+@bp.post("/logout")
 def logout():
+    """POST only, with the session's CSRF token (a link or an image on another site cannot log you out)."""
+    if not _csrf_ok():
+        return html(page("login.html", error=_EXPIRED, next="/dashboard", reader=None, csrf=csrf_token()), status=403)
     session.clear()
     return redirect("/login")

@@ -18,15 +18,21 @@ def test_readyz_fails_until_the_schema_is_at_head(data_dir):
     upgrade(app.extensions["frugal"].db.engine)
     after = client.get("/readyz")
     assert after.status_code == 200, after.json
-    assert after.json["checks"] == {"database": "ok", "schema": "ok", "broker": "ok"}
+    assert after.json["checks"] == {"database": "ok", "schema": "ok", "broker": "ok", "spool": "ok"}
+    assert after.json["status"] == "ok"
 
 
-def test_readyz_reports_an_unreachable_broker(data_dir, sqlite_url):
+def test_readyz_stays_ready_but_degraded_with_the_broker_down(data_dir, sqlite_url):
+    """Predictions are served without the broker, so the replica stays in the load balancer (200);
+    the body says what is down."""
+    from service.migrate import upgrade
     from tests.harness.servers import free_port
 
     app = create_app(make_settings(data_dir, database_url=sqlite_url, broker_url=f"redis://127.0.0.1:{free_port()}/0"))
+    upgrade(app.extensions["frugal"].db.engine)
     response = app.test_client().get("/readyz")
-    assert response.status_code == 503
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "degraded"
     assert response.json["checks"]["broker"].startswith("unreachable")
     assert response.json["checks"]["database"] == "ok"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from service.auth import create_key, revoke_key
@@ -30,8 +32,18 @@ def urls(ctx):
     return [p.format(id=ctx["report_id"], name=ctx["name"]) for p in PAGES]
 
 
+def csrf(client) -> str:
+    """The CSRF token the login form carries (kept in this client's session cookie)."""
+    form = client.get("/login", headers=BROWSER).get_data(as_text=True)
+    return re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+
+
+def post_login(client, **data):
+    return client.post("/login", data={"csrf": csrf(client), **data})
+
+
 def login(ctx, scope: str = "read"):
-    return ctx["client"].post("/login", data={"key": ctx["keys"][scope].secret, "next": "/reports"})
+    return post_login(ctx["client"], key=ctx["keys"][scope].secret, next="/reports")
 
 
 def test_without_a_key_or_session_every_page_redirects_to_login(ctx):
@@ -47,7 +59,8 @@ def test_login_brings_the_browser_back_to_the_page_it_asked_for(ctx):
     assert sent.headers["Location"] == f"/login?next=/reports%3Fweek%3D{ctx['week'].label}%26experiment%3D{ctx['name']}"
     form = client.get(sent.headers["Location"], headers=BROWSER).get_data(as_text=True)
     assert f'name="next" value="{wanted.replace("&", "&amp;")}"' in form
-    back = client.post("/login", data={"key": ctx["keys"]["read"].secret, "next": wanted})
+    token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+    back = client.post("/login", data={"key": ctx["keys"]["read"].secret, "next": wanted, "csrf": token})
     assert back.headers["Location"] == wanted
 
 
@@ -122,9 +135,9 @@ def test_login_with_a_read_key_opens_a_session(ctx):
 
 def test_login_refuses_a_wrong_key_and_a_key_without_read_scope(ctx):
     client = ctx["client"]
-    wrong = client.post("/login", data={"key": "frg_wrong_key"})
+    wrong = post_login(client, key="frg_wrong_key")
     assert wrong.status_code == 401 and "unknown API key" in wrong.get_data(as_text=True)
-    sdk = client.post("/login", data={"key": ctx["keys"]["sdk"].secret})
+    sdk = post_login(client, key=ctx["keys"]["sdk"].secret)
     assert sdk.status_code == 403 and "scope" in sdk.get_data(as_text=True)
     assert client.get("/dashboard", headers=BROWSER).status_code == 302
 
@@ -137,13 +150,30 @@ def test_a_revoked_key_ends_the_session_and_logout_ends_it_too(ctx):
     assert client.get("/dashboard", headers=BROWSER).status_code == 302
     login(ctx, "admin")
     assert client.get("/dashboard", headers=BROWSER).status_code == 200
-    assert client.post("/logout").headers["Location"] == "/login"
+    page = client.get("/dashboard", headers=BROWSER).get_data(as_text=True)
+    token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    assert client.get("/logout").status_code == 405, "logout is POST only"
+    assert client.post("/logout").status_code == 403, "a POST without the token (another site's form) does nothing"
+    assert client.get("/dashboard", headers=BROWSER).status_code == 200
+    assert client.post("/logout", data={"csrf": token}).headers["Location"] == "/login"
     assert client.get("/dashboard", headers=BROWSER).status_code == 302
+
+
+def test_login_needs_the_forms_csrf_token(ctx):
+    """Login CSRF: another site's form cannot log this browser in with the attacker's key."""
+    client = ctx["client"]
+    forged = client.post("/login", data={"key": ctx["keys"]["read"].secret, "next": "/reports"})
+    assert forged.status_code == 403 and "expired" in forged.get_data(as_text=True)
+    assert client.get("/dashboard", headers=BROWSER).status_code == 302
+    stolen = client.post("/login", data={"key": ctx["keys"]["read"].secret, "csrf": "a-guess"})
+    assert stolen.status_code == 403
+    assert login(ctx).status_code == 302
+    assert client.get("/dashboard", headers=BROWSER).status_code == 200
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example", "dashboard"])
 def test_login_never_redirects_off_site(ctx, target):
-    response = ctx["client"].post("/login", data={"key": ctx["keys"]["read"].secret, "next": target})
+    response = post_login(ctx["client"], key=ctx["keys"]["read"].secret, next=target)
     assert response.headers["Location"] == "/dashboard"
 
 

@@ -75,8 +75,13 @@ def test_service_killed_mid_run_assignments_continue_and_outcomes_all_arrive(liv
         live.restart()
         assert client.flush(timeout=30)
         stats = client.stats()
-    assert stats["outcomes_sent"] == 320 and stats["dropped"] == 0 and stats["buffered"] == 0
-    stored = live.rows("SELECT count(*) AS n FROM outcomes WHERE request_id LIKE 'while-down-%'")[0].n
+    # "queued" is an acknowledgement too: on a loaded host the service may spool an insert that passes
+    # its ingest lock/statement timeout rather than wait (docs/eventlog.md); it is stored shortly after
+    assert stats["outcomes_sent"] + stats["outcomes_queued"] == 320 and stats["dropped"] == 0 and stats["buffered"] == 0
+    deadline = time.monotonic() + 30
+    while (stored := live.rows("SELECT count(*) AS n FROM outcomes WHERE request_id LIKE 'while-down-%'")[0].n) < 300 \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert stored == 300
     assert json.loads(cache.read_text())["version"] == stats["ruleset_version"]
 
