@@ -66,7 +66,9 @@ def test_report_links_are_posted_to_the_webhook(app_factory, seeded):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        app = app_factory(seeded["url"], report_webhook_url=f"http://127.0.0.1:{server.server_port}/hook")
+        # the receiver is on this host: private addresses are refused unless allowed
+        app = app_factory(seeded["url"], report_webhook_url=f"http://127.0.0.1:{server.server_port}/hook",
+                          webhook_allow_private="true")
         links = [{"experiment": "x", "title": "x: week 2026-W47", "url": "http://h/reports/1", "pdf": "http://h/reports/1.pdf"}]
         result = app.extensions["celery"].tasks["frugal.notify_reports"]("2026-W47", links)
     finally:
