@@ -4,6 +4,8 @@ across both succeeds, and a dashboard session made on one is valid on the other.
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -63,7 +65,9 @@ def test_a_model_uploaded_through_one_replica_is_served_by_the_other(fresh_pg, r
 
         # the dashboard session: logged in on A, still logged in on B (one secret for the deployment)
         with httpx.Client(timeout=30) as browser:
-            login = browser.post(a.url + "/login", data={"key": read_key, "next": "/dashboard"})
+            form = browser.get(a.url + "/login", headers={"Accept": "text/html"}).text   # the form's CSRF token
+            token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+            login = browser.post(a.url + "/login", data={"key": read_key, "next": "/dashboard", "csrf": token})
             assert login.status_code == 302 and "frugal_session" in browser.cookies
             page = browser.get(b.url + "/dashboard")
             assert page.status_code == 200, page.text[:500]
