@@ -165,3 +165,29 @@ def test_a_job_whose_row_the_database_refuses_is_counted_and_does_not_block_the_
     _drain(scorer)
     with rt.db.unit_of_work() as session:
         assert dropped(session, config.id) == {DropReason.FAILED: 2}
+
+
+def test_a_batch_requests_rows_are_scored_in_one_run_as_the_champion_served_them(rig):
+    """A 40-row request is one champion run, each row charged a 40th: the challenger's rows for it
+    must be one run too, or the challenger pays forty single-row runs and looks dearer than it is."""
+    from service.routing.runtime import model_runner
+    from service.scorer import Scorer
+
+    rt, s = rig["rt"], rig["seeded"]
+    single = [rig["router"].predict(s.experiment, [(f"s{i}", s.features, f"single-{i}")])[0] for i in range(3)]
+    batch = rig["router"].predict(s.experiment, [(f"b{i}", s.features, f"batch-{i}") for i in range(40)])
+    assert rig["log"].flush(timeout=30)
+
+    real, runs = model_runner(rt), []
+
+    def counting(spec, rows, use_cache):   # the web workers' real runner, counting its runs
+        runs.append(len(rows))
+        return real(spec, rows, use_cache)
+
+    scorer = Scorer(rt, run_model=counting)
+    assert _drain(scorer) == 43 and scorer.stats.scored == 43
+    assert sorted(runs) == [1, 1, 1, 40]
+    shadow = {r.request_id: r for r in _rows(rt, "SELECT request_id, inference_ms FROM predictions WHERE NOT served")}
+    assert set(shadow) == {a.request_id for a in single + batch}
+    shares = {round(shadow[a.request_id].inference_ms, 9) for a in batch}
+    assert len(shares) == 1   # every row of the request is charged the same share of its one run
