@@ -169,8 +169,10 @@ def test_stopping_the_web_server_under_load_loses_nothing(pg_admin_url, demo_mod
 
 
 def _queue_jobs(url: str, data_dir, s, n: int, check: bool = True, first: int = 0) -> None:
-    """n shadow jobs, written the way a web worker writes them (the event log)."""
-    from datetime import datetime, timezone
+    """n shadow jobs of n one-row requests, written the way a web worker writes them (the event log).
+    Each request has its own time: the scorer runs a request's jobs together, so jobs sharing one
+    time would be a single request of n rows, scored in a few milliseconds."""
+    from datetime import datetime, timedelta, timezone
 
     from service.eventlog import EventLog, ShadowJobEvent
     from service.routing.catalog import Catalog
@@ -181,8 +183,8 @@ def _queue_jobs(url: str, data_dir, s, n: int, check: bool = True, first: int = 
     config = Catalog(rt.db, rt.settings).get(s.experiment)
     log = EventLog(rt.db, rt.settings)
     now = datetime.now(timezone.utc)
-    log.record_many([ShadowJobEvent(f"job-{i}", config.id, config.phase, f"u{i}", s.features, 1.0, now)
-                     for i in range(first, first + n)])
+    log.record_many([ShadowJobEvent(f"job-{i}", config.id, config.phase, f"u{i}", s.features, 1.0,
+                                    now + timedelta(microseconds=i)) for i in range(first, first + n)])
     assert log.flush(timeout=120)
     log.close()
     rt.close()
@@ -220,7 +222,9 @@ def test_a_scorer_killed_mid_batch_leaves_its_jobs_to_be_scored_again(pg_admin_u
             scorer = ScorerProcess(env, tmp_path / f"scorer-{attempt}.log")
             try:
                 held: set[int] = set()
-                _wait_until(lambda: bool(held.update(_locked_job_ids(url)) or held) or scorer.proc.poll() is not None,
+                # a batch held, or none left to hold (it finished between two looks), or the scorer gone
+                _wait_until(lambda: bool(held.update(_locked_job_ids(url)) or held)
+                            or _count(url, "SELECT count(*) FROM shadow_jobs") == 0 or scorer.proc.poll() is not None,
                             what="a scorer to claim a batch")
                 scorer.signal(signal.SIGKILL)
                 scorer.proc.wait(10)
