@@ -521,7 +521,8 @@ def events_replay_dead_letters() -> None:
 
 
 @main.command()
-@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True, envvar="FRUGAL_DEMO_PORT",
+              help="the demo server's port (0: any free port); also FRUGAL_DEMO_PORT, so `make demo` takes it")
 def demo(port: int) -> None:
     """Run the whole loop on the embedded default and print a recommendation."""
     from service.demo.run import run_demo

@@ -1,8 +1,10 @@
-"""The wheels as an operator installs them: built from a copy of the source, installed into a fresh
-venv outside the checkout (no PYTHONPATH, another working directory), then the documented commands
-on Postgres and Redis: ``frugal db upgrade``, ``frugal keys create``, ``frugal serve`` (bound through
-FRUGAL_BIND), ``frugal worker``, ``frugal models register``; an experiment created and started over
-HTTP, predictions and outcomes through the installed SDK, and an analysis run by the worker.
+"""The wheels as an operator installs them: both wheels built from a copy of the source, then the
+package installed into a fresh venv outside the checkout with the documented ``pip install`` commands
+(no PYTHONPATH, another working directory), then the documented commands on Postgres and Redis:
+``frugal db upgrade``, ``frugal keys create``, ``frugal serve`` (bound through FRUGAL_BIND), the docs
+page, ``frugal worker``, ``frugal models register``; an experiment created and started over HTTP,
+predictions and outcomes through the installed SDK, README's SDK snippet, the by-hand gunicorn
+command, and an analysis run by the worker.
 
 It installs every dependency into the new venv (from pip's cache on a warm host), so it is slow: one
 test, marked ``slow``; ``make test`` runs it.
@@ -12,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -26,10 +30,17 @@ from tests.harness.processes import TEST_QUEUE, _die_with_parent
 from tests.harness.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
 pytestmark = [pytest.mark.slow, pytest.mark.worker, pytest.mark.timeout(1500)]
 
 _COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", ".frugal", "build", "dist", "*.egg-info", "__pycache__",
                                       ".pytest_cache", "tests", "benchmarks")
+
+
+# the documented commands this module runs as written
+INSTALL_COMMANDS = ("pip install .", "pip install '.[pdf]'", "pip install ./sdk")
+BY_HAND = "gunicorn -c python:service.gunicorn_conf 'service.app:create_app()'"
+OPEN_DOCS = "open http://localhost:8000/docs"     # a browser's GET of the docs page, on this test's port
 
 
 def _run(argv, *, env, cwd, timeout=600, check=True) -> subprocess.CompletedProcess:
@@ -53,8 +64,10 @@ def installed(tmp_path_factory):
     assert len(built) == 2 and any(n.startswith("frugal-") for n in built) and any(n.startswith("frugal_sdk-") for n in built), built
     venv = base / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], env=env, cwd=base)
-    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-          *[str(p) for p in wheels.glob("*.whl")]], env=env, cwd=base, timeout=1200)
+    # installed as README.md and docs/deploy.md write it, from the source's root, with the venv's pip first on PATH
+    in_venv = dict(env, PATH=f"{venv / 'bin'}:{env['PATH']}", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    for command in INSTALL_COMMANDS:
+        _run(["bash", "-c", f"{command} --quiet"], env=in_venv, cwd=source, timeout=1200)
     shutil.rmtree(source)  # nothing may be read from a source tree from here on
     return venv, base, env
 
@@ -97,6 +110,9 @@ def test_the_installed_wheels_run_the_documented_commands_on_postgres_and_redis(
                                           start_new_session=True, preexec_fn=_die_with_parent))
         url = f"http://127.0.0.1:{port}"   # FRUGAL_BIND, not the default 8000
         _wait(lambda: httpx.get(url + "/readyz", timeout=2).status_code == 200, 90, lambda: _tail(tmp_path / "web.log"))
+        docs = httpx.get(url + urlsplit(OPEN_DOCS.split()[1]).path, follow_redirects=True, timeout=30)
+        assert docs.status_code == 200 and "swagger" in docs.text.lower(), (docs.status_code, docs.text[:500])
+        assert httpx.get(url + "/openapi.json", timeout=30).json()["paths"]["/v1/predict"]
 
         champion, challenger = (f"{models[r].name}:{models[r].version}" for r in ("champion", "challenger"))
         body = {"name": "wheel", "mode": "ab", "unit": "unit_id", "champion": {"kind": "model", "model": champion},
@@ -128,6 +144,31 @@ def test_the_installed_wheels_run_the_documented_commands_on_postgres_and_redis(
         arms = json.loads(sdk_run.stdout)
         assert set(arms) == {"champion", "challenger"} and sum(arms.values()) == len(rows), arms
 
+        # README's SDK snippet as written, its placeholders bound (the server's address, this experiment)
+        snippet = re.search(r"```python\n(.*?)```", (README).read_text(), re.S).group(1)
+        snippet = snippet.replace("http://frugal:8000", url).replace("ranker-v2", "wheel")
+        prelude = (f"sdk_key = {sdk_key!r}; user_id = 'readme-user'; features = {rows[0]!r}; clicked = 1.0\n"
+                   "def my_local_model(features):\n    return 0.0\n")
+        epilogue = "\nassert frugal.flush(timeout=30)\nprint(p.served_by, p.arm, arm)\n"
+        readme_run = subprocess.run([str(venv / "bin" / "python"), "-c", prelude + snippet + epilogue], env=env, cwd=work,
+                                    capture_output=True, text=True, timeout=120)
+        assert readme_run.returncode == 0, readme_run.stderr[-3000:]
+        served_by, p_arm, assigned = readme_run.stdout.split()
+        assert assigned in ("champion", "challenger") and (p_arm == assigned or served_by == "caller_fallback"), readme_run.stdout
+        expected_outcomes = len(rows) + (served_by != "caller_fallback")   # the snippet's outcome, if the service answered
+
+        # the gunicorn command docs/deploy.md gives for running it by hand, from the venv, on another port
+        hand_port = free_port()
+        hand_log = open(tmp_path / "by-hand.log", "wb")
+        logs.append(hand_log)
+        procs.append(subprocess.Popen(["bash", "-c", f"exec {BY_HAND}"], env=dict(env, FRUGAL_BIND=f"127.0.0.1:{hand_port}",
+                                      PATH=f"{venv / 'bin'}:{env['PATH']}"), cwd=work, stdout=hand_log,
+                                      stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent))
+        hand = f"http://127.0.0.1:{hand_port}"
+        _wait(lambda: httpx.get(hand + "/readyz", timeout=2).status_code == 200, 90, lambda: _tail(tmp_path / "by-hand.log"))
+        ruleset = httpx.get(hand + "/v1/sdk/ruleset", headers={"Authorization": f"Bearer {sdk_key}"}, timeout=30)
+        assert ruleset.status_code == 200 and "wheel" in ruleset.text, ruleset.text[:500]   # same database, same experiment
+
         # the analysis, run by the worker from the wheel
         def analysed():
             task = httpx.post(url + "/v1/experiments/wheel/analyze", headers=admin, timeout=30)
@@ -146,11 +187,11 @@ def test_the_installed_wheels_run_the_documented_commands_on_postgres_and_redis(
         while True:
             result = analysed()
             n = sum(a["outcomes"] for a in result["inputs"]["decision_inputs"]["arms"].values())
-            if n >= len(rows) or time.monotonic() > deadline:
+            if n >= expected_outcomes or time.monotonic() > deadline:
                 break
             time.sleep(2)
         assert result["decision"] in ("PROMOTE", "CONTINUE", "REJECT", "FUTILE", "UNHEALTHY"), result
-        assert n == len(rows), result
+        assert n == expected_outcomes, result
     finally:
         for proc in procs:
             if proc.poll() is None:
