@@ -1,6 +1,7 @@
 """Every ``frugal`` command written in README.md and docs/ is one the CLI accepts as written, and the
-README's embedded walk-through runs: ``frugal demo``, then ``frugal report --experiment demo-shadow
---pdf`` and the other commands on the demo's database.  (The Postgres and Redis commands run from
+README's embedded walk-through runs: ``make demo``, then ``frugal report --experiment demo-shadow
+--pdf``, then every documented ``frugal`` command as written (placeholders bound) on the demo's
+database, servers included (started, checked, stopped with SIGTERM).  (The Postgres and Redis commands run from
 the installed wheel in test_installed_wheel.py.)"""
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ import itertools
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -38,14 +41,14 @@ def _snippets() -> list[tuple[str, str]]:
     return found
 
 
-def _variants(command: str) -> list[list[str]]:
+def _variants(command: str, placeholders: dict[str, str] = PLACEHOLDERS) -> list[list[str]]:
     """Expand ``a|b`` alternatives and ``[--opt x]`` optional parts into argument lists."""
     command = re.sub(r"\[([^\]]+)\]", r"\1", command)      # include every optional part
     words = shlex.split(command)[1:]
     choices = [w.split("|") if "|" in w and not w.startswith(("'", '"')) else [w] for w in words]
     out = []
     for combo in itertools.product(*choices):
-        out.append([PLACEHOLDERS.get(w, w) for w in combo])
+        out.append([placeholders.get(w, w) for w in combo])
     return out
 
 
@@ -86,9 +89,10 @@ def test_every_documented_frugal_command_is_accepted_as_written(where, command, 
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_the_readme_walkthrough_runs_on_the_embedded_default(tmp_path):
-    """``make demo`` as written (it runs ``frugal demo``), then the commands the README and docs/reports.md suggest."""
+    """``make demo`` as written (it runs ``frugal demo``), then the commands the README and docs/reports.md suggest,
+    then every documented ``frugal`` command on the demo's database."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRUGAL_")}
     env.update({"PYTHONPATH": str(ROOT), "FRUGAL_DATA_DIR": str(tmp_path / ".frugal"), "FRUGAL_DEMO_REQUESTS": "800"})
 
@@ -113,5 +117,68 @@ def test_the_readme_walkthrough_runs_on_the_embedded_default(tmp_path):
     assert "demo-admin" in keys.stdout and "demo-sdk" in keys.stdout
     assert "report" in frugal("report", "--portfolio").stdout
     assert frugal("db", "current").stdout.startswith("current ")
+    _run_every_documented_command(frugal, env, tmp_path)
     again = frugal("demo", "--port", "0")       # a second run replaces the demo's own database
     assert "demo-shadow" in again.stdout
+
+
+# Names the docs use in prose for a command group or a command that needs options ("`frugal report` writes ..."):
+# not commands to run as they stand.
+PROSE = {"frugal models", "frugal plan", "frugal report"}
+SERVERS = {"serve", "worker", "beat", "scorer"}      # run until stopped
+
+
+def _run_every_documented_command(frugal, env: dict[str, str], tmp_path: Path) -> None:
+    """Every documented ``frugal`` command, as written with its placeholders bound, on the demo's
+    database: one-shot commands exit 0; servers start, serve (``frugal serve``: /readyz; a worker's
+    ``--metrics-port``: its metrics; the others: the line saying they are up), and stop with exit 0
+    on SIGTERM."""
+    import httpx
+
+    from tests.harness.servers import free_port
+
+    commands = sorted({c for _, c in SNIPPETS} - PROSE - {"frugal demo"}, key=lambda c: ("revoke" in c, c))
+    created = frugal("keys", "create", "--scope", "admin", "--name", "me")
+    key_id = re.search(r"# key id (\d+)", created.stdout + created.stderr).group(1)
+    bound = {"NAME": "demo-shadow", "churn-cheap": "demo-shadow", "MODEL": "cancer-logistic:1", "KEY": key_id, "N": "1"}
+    for command in commands:
+        for args in _variants(command, bound):
+            if args[0] not in SERVERS:
+                frugal(*args, timeout=300)
+                continue
+            port, metrics_port = free_port(), free_port()
+            args = [str(metrics_port) if a == "9108" else a for a in args]
+            log = tmp_path / f"{'-'.join(args)}.log"
+            with open(log, "wb") as out:
+                proc = subprocess.Popen([sys.executable, "-m", "service.cli", *args], cwd=tmp_path, stdout=out,
+                                        stderr=subprocess.STDOUT, env=dict(env, FRUGAL_BIND=f"127.0.0.1:{port}"))
+            try:
+                probe = {"serve": f"http://127.0.0.1:{port}/readyz"}.get(args[0])
+                if "--metrics-port" in args:
+                    probe = f"http://127.0.0.1:{metrics_port}/metrics"
+                deadline = time.monotonic() + 90
+                while probe and time.monotonic() < deadline:
+                    assert proc.poll() is None, (command, log.read_text()[-3000:])
+                    try:
+                        if httpx.get(probe, timeout=2).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    time.sleep(0.5)
+                else:
+                    if probe:
+                        raise AssertionError(f"{command}: {probe} never answered\n{log.read_text()[-3000:]}")
+                # and its own line saying it is up (a worker serves its metrics before it is ready)
+                marker = {"worker": "ready.", "beat": "beat: Starting", "scorer": "shadow scorer"}.get(args[0], "")
+                while marker not in log.read_text(errors="replace"):
+                    assert proc.poll() is None and time.monotonic() < deadline, (command, log.read_text()[-3000:])
+                    time.sleep(0.5)
+                assert proc.poll() is None, (command, log.read_text()[-3000:])
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    code = proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    raise AssertionError(f"{command}: still running 60 s after SIGTERM\n{log.read_text()[-3000:]}")
+            assert code == 0, (command, code, log.read_text()[-3000:])
