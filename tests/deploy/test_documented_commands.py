@@ -10,7 +10,6 @@ import itertools
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -133,8 +132,7 @@ def _run_every_documented_command(frugal, env: dict[str, str], tmp_path: Path) -
     database: one-shot commands exit 0; servers start, serve (``frugal serve``: /readyz; a worker's
     ``--metrics-port``: its metrics; the others: the line saying they are up), and stop with exit 0
     on SIGTERM."""
-    import httpx
-
+    from tests.harness.processes import Process
     from tests.harness.servers import free_port
 
     commands = sorted({c for _, c in SNIPPETS} - PROSE - {"frugal demo"}, key=lambda c: ("revoke" in c, c))
@@ -148,37 +146,33 @@ def _run_every_documented_command(frugal, env: dict[str, str], tmp_path: Path) -
                 continue
             port, metrics_port = free_port(), free_port()
             args = [str(metrics_port) if a == "9108" else a for a in args]
-            log = tmp_path / f"{'-'.join(args)}.log"
-            with open(log, "wb") as out:
-                proc = subprocess.Popen([sys.executable, "-m", "service.cli", *args], cwd=tmp_path, stdout=out,
-                                        stderr=subprocess.STDOUT, env=dict(env, FRUGAL_BIND=f"127.0.0.1:{port}"))
+            probe = f"http://127.0.0.1:{metrics_port}/metrics" if "--metrics-port" in args else \
+                {"serve": f"http://127.0.0.1:{port}/readyz"}.get(args[0])
+            # and its own line saying it is up (a worker serves its metrics before it is ready)
+            marker = {"worker": "ready.", "beat": "beat: Starting", "scorer": "shadow scorer"}.get(args[0], "")
+            server = Process([sys.executable, "-m", "service.cli", *args], dict(env, FRUGAL_BIND=f"127.0.0.1:{port}"),
+                             tmp_path / f"{'-'.join(args)}.log")
             try:
-                probe = {"serve": f"http://127.0.0.1:{port}/readyz"}.get(args[0])
-                if "--metrics-port" in args:
-                    probe = f"http://127.0.0.1:{metrics_port}/metrics"
-                deadline = time.monotonic() + 90
-                while probe and time.monotonic() < deadline:
-                    assert proc.poll() is None, (command, log.read_text()[-3000:])
-                    try:
-                        if httpx.get(probe, timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    time.sleep(0.5)
-                else:
-                    if probe:
-                        raise AssertionError(f"{command}: {probe} never answered\n{log.read_text()[-3000:]}")
-                # and its own line saying it is up (a worker serves its metrics before it is ready)
-                marker = {"worker": "ready.", "beat": "beat: Starting", "scorer": "shadow scorer"}.get(args[0], "")
-                while marker not in log.read_text(errors="replace"):
-                    assert proc.poll() is None and time.monotonic() < deadline, (command, log.read_text()[-3000:])
-                    time.sleep(0.5)
-                assert proc.poll() is None, (command, log.read_text()[-3000:])
+                _wait_until_up(server, probe, marker, command)
             finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    code = proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    raise AssertionError(f"{command}: still running 60 s after SIGTERM\n{log.read_text()[-3000:]}")
-            assert code == 0, (command, code, log.read_text()[-3000:])
+                code = server.stop(timeout=60)
+            assert code == 0, (command, code, server.log())
+
+
+def _wait_until_up(server, probe: str | None, marker: str, command: str, timeout: float = 90) -> None:
+    """Until ``probe`` (a URL; None: none) answers 200 and ``marker`` is in the server's log; an exit fails at once."""
+    import httpx
+
+    def answers() -> bool:
+        try:
+            return httpx.get(probe, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert server.proc.poll() is None, (command, server.log())
+        if marker in server.log_path.read_text(errors="replace") and (probe is None or answers()):
+            return
+        assert time.monotonic() < deadline, f"{command}: not up after {timeout} s ({probe or marker!r})\n{server.log()}"
+        time.sleep(0.5)

@@ -145,7 +145,7 @@ def test_the_installed_wheels_run_the_documented_commands_on_postgres_and_redis(
         assert set(arms) == {"champion", "challenger"} and sum(arms.values()) == len(rows), arms
 
         # README's SDK snippet as written, its placeholders bound (the server's address, this experiment)
-        snippet = re.search(r"```python\n(.*?)```", (README).read_text(), re.S).group(1)
+        snippet = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
         snippet = snippet.replace("http://frugal:8000", url).replace("ranker-v2", "wheel")
         prelude = (f"sdk_key = {sdk_key!r}; user_id = 'readme-user'; features = {rows[0]!r}; clicked = 1.0\n"
                    "def my_local_model(features):\n    return 0.0\n")
