@@ -4,7 +4,9 @@ scored by a real ``frugal scorer`` process) and in an A/B test, is found neither
 Real parts: the router and its scorer processes, onnxruntime sessions timed by
 ``service.inference.sessions.inference_clock``, the event log writing to Postgres, the roll-up and the
 analysis.  Each row is charged its own measured CPU time (``service.registry.prediction_cost``), so the
-savings interval has width, and for one model run twice it must cover 0.
+savings interval has width; for one model run twice it must say "about the same": the estimate within
+SAME_WITHIN of zero and the whole interval within twice that (an equivalence check, not "the 95% interval
+covers 0", which a perfect measurement fails one run in twenty).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 REQUESTS = 2_000
+SAME_WITHIN = 0.05   # docs/models.md#cost: one model against itself measures within 5%
 ROWS_PER_REQUEST = {"shadow": 1, "ab": 1}
 
 
@@ -34,7 +37,7 @@ SHADOW_KNOWN_LIMITATION = pytest.mark.xfail(strict=False, reason=(
 
 
 @pytest.mark.parametrize("mode", [pytest.param("shadow", marks=SHADOW_KNOWN_LIMITATION), "ab"])
-def test_the_same_model_in_both_arms_has_a_savings_interval_covering_zero(mode, fresh_pg, data_dir, demo_models, tmp_path):
+def test_the_same_model_in_both_arms_is_measured_about_as_costly_as_itself(mode, fresh_pg, data_dir, demo_models, tmp_path):
     from sklearn.datasets import load_breast_cancer
 
     from service import experiments, registry
@@ -105,4 +108,5 @@ def test_the_same_model_in_both_arms_has_a_savings_interval_covering_zero(mode, 
     said = (f"{mode}: the same model measured {100 * cost['savings_share']['estimate']:.1f}% cheaper "
             f"[{100 * low:.1f}%, {100 * high:.1f}%] against itself (champion {champion:.3g}, "
             f"challenger {challenger:.3g} USD per prediction)")
-    assert low <= 0 <= high, said
+    assert abs(cost["savings_share"]["estimate"]) <= SAME_WITHIN, said
+    assert -2 * SAME_WITHIN <= low and high <= 2 * SAME_WITHIN, said
