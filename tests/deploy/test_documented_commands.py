@@ -155,7 +155,7 @@ def _run_every_documented_command(frugal, env: dict[str, str], tmp_path: Path) -
             try:
                 _wait_until_up(server, probe, marker, command)
             finally:
-                code = server.stop(timeout=60)
+                code = server.stop(timeout=60, group=False)   # as an operator's `kill PID` does
             assert code == 0, (command, code, server.log())
 
 

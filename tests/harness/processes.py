@@ -53,9 +53,14 @@ class Process:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
 
-    def stop(self, timeout: float = 30) -> int:
+    def stop(self, timeout: float = 30, *, group: bool = True) -> int:
+        """SIGTERM, then SIGKILL after ``timeout``; the exit code.  ``group=False`` sends the SIGTERM to
+        the main process only, as ``kill PID`` or ``docker stop`` does (the SIGKILL still goes to all)."""
         if self.proc.poll() is None:
-            self.signal(signal.SIGTERM)
+            if group:
+                self.signal(signal.SIGTERM)
+            else:
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -116,7 +116,10 @@ def test_openfeature_provider_gives_the_arm_as_a_string_flag(live):
 
     from frugal_sdk.openfeature import FrugalProvider
 
-    with Client(live.url, live.sdk_key, timeout=5) as client:
+    # the ruleset first (a busy CI host once took longer than the provider's 5 s init_timeout: then every
+    # evaluation is ERROR/PROVIDER_NOT_READY with the default, which is the not-ready path, not this test's)
+    with Client(live.url, live.sdk_key, timeout=5, init_timeout=60) as client:
+        assert client.ready, client.stats()
         api.set_provider(FrugalProvider(client))
         of = api.get_client()
         for unit in ("a", "b", "c", "d"):
