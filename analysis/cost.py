@@ -4,6 +4,12 @@ Cost per request is a mean of per-request costs (declared or measured), so the m
 of any mean: a t interval per arm; the savings share 1 - mean(challenger) / mean(champion) with a
 delta-method interval on the log ratio (which keeps the interval inside (-inf, 1)).  Costs are often
 deterministic per model (zero variance): then the interval collapses to the point, which is exact.
+
+Shadow mode (``compare_shadow_costs``): the challenger runs in a scorer process, the champion on the
+request path, and CPU time per prediction depends on those conditions as much as on the model.  So
+the scorer also times the champion on the rows it scores (the *reference*), and the savings share
+compares the two models measured side by side there; the challenger's cost per request is then
+stated in request-path terms: the champion's served mean times that ratio.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from scipy import stats
 
 from analysis.sufficient import Moments
 
-__all__ = ["mean_interval", "CostComparison", "compare_costs"]
+__all__ = ["mean_interval", "CostComparison", "compare_costs", "compare_shadow_costs"]
 
 
 def mean_interval(m: Moments, confidence: float = 0.95) -> tuple[float, float]:
@@ -61,3 +67,22 @@ def compare_costs(champion: Moments, challenger: Moments, confidence: float = 0.
     return CostComparison(champion.mean, mean_interval(champion, confidence), challenger.mean,
                           mean_interval(challenger, confidence), 1 - math.exp(lr),
                           (1 - math.exp(lr + half), 1 - math.exp(lr - half)), lr, var)
+
+
+def compare_shadow_costs(champion: Moments, reference: Moments, challenger: Moments,
+                         confidence: float = 0.95) -> CostComparison | None:
+    """Shadow mode: the savings share from ``challenger`` against ``reference`` (the champion timed by
+    the same scorer on the same rows); the champion's cost per request from its served rows
+    (``champion``); the challenger's = champion mean x cost ratio, its interval on the log scale with
+    both variances (delta method).  The two scorer samples are treated as independent, which ignores
+    their positive pairing and so errs wide.  None until all three have costed rows."""
+    side_by_side = compare_costs(reference, challenger, confidence)
+    if side_by_side is None or champion.n == 0 or champion.mean <= 0:
+        return None
+    z = stats.norm.ppf(1 - (1 - confidence) / 2)
+    champion_log_var = (champion.variance if champion.n > 1 else 0.0) / (champion.n * champion.mean**2)
+    half = z * math.sqrt(side_by_side.log_ratio_var + champion_log_var)
+    centre = math.log(champion.mean) + side_by_side.log_ratio
+    return CostComparison(champion.mean, mean_interval(champion, confidence), math.exp(centre),
+                          (math.exp(centre - half), math.exp(centre + half)), side_by_side.savings_share,
+                          side_by_side.savings_ci, side_by_side.log_ratio, side_by_side.log_ratio_var)

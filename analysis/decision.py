@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from analysis import sequential
-from analysis.cost import compare_costs
+from analysis.cost import compare_costs, compare_shadow_costs
 from analysis.health import coverage_difference_p, srm
 from analysis.latency import quantile_difference, quantile_summary, slo_log_e_value, slo_test
 from analysis.quality import effect, test_quality
@@ -58,6 +58,7 @@ class ExperimentData:
     expected_weights: tuple[float, float] = (0.5, 0.5)
     units_in_both_arms: int = 0
     looks: tuple[float, ...] = ()           # information fractions of earlier analyses of this phase
+    reference_cost: Moments | None = None   # shadow: the champion's cost timed by the scorer beside the challenger
 
 
 @dataclass(frozen=True)
@@ -224,13 +225,16 @@ def _failures(data: ExperimentData, cfg: DecisionConfig, alpha_harm: float) -> d
 
 
 def _cost(data: ExperimentData, cfg: DecisionConfig, alpha_harm: float) -> dict[str, Any]:
-    cmp = compare_costs(data.champion.cost, data.challenger.cost)
+    reference = data.reference_cost if data.mode == "shadow" and data.reference_cost is not None \
+        and data.reference_cost.n else None
+    cmp = compare_costs(data.champion.cost, data.challenger.cost) if reference is None else \
+        compare_shadow_costs(data.champion.cost, reference, data.challenger.cost)
     if cmp is None:
         return {"status": "insufficient" if cfg.cost_must_be_lower else "not_required",
                 "per_request": {}, "savings_share": {"estimate": None, "ci": [None, None]},
                 "explanation": "cost: no costed predictions yet"}
     out = cmp.to_dict()
-    n = data.champion.cost.n + data.challenger.cost.n
+    n = (data.champion.cost.n if reference is None else reference.n) + data.challenger.cost.n
     n_star = 2 * cfg.planned_n_per_arm
     savings = f"savings {_fmt(100 * cmp.savings_share, '.1f')}% [{_fmt(100 * cmp.savings_ci[0], '.1f')}%, " \
               f"{_fmt(100 * cmp.savings_ci[1], '.1f')}%]"
@@ -240,7 +244,9 @@ def _cost(data: ExperimentData, cfg: DecisionConfig, alpha_harm: float) -> dict[
     else:
         p_lower = sequential.asymptotic_cs(-cmp.log_ratio, cmp.log_ratio_var, n, cfg.alpha, n_star, sides=1).p_value
         p_higher = sequential.asymptotic_cs(cmp.log_ratio, cmp.log_ratio_var, n, alpha_harm, n_star, sides=1).p_value
-    out.update({"p_value": p_lower, "p_harm": p_higher, "projected_per_million": cmp.projected_savings(1_000_000)})
+    out.update({"p_value": p_lower, "p_harm": p_higher, "projected_per_million": cmp.projected_savings(1_000_000),
+                "measured": "side by side in the shadow scorer" if reference is not None else "each arm as it ran",
+                "reference_n": reference.n if reference is not None else None})
     if not cfg.cost_must_be_lower:
         return {**out, "status": "not_required", "explanation": f"cost: {savings} (not a guardrail)"}
     if p_higher <= alpha_harm:
@@ -329,6 +335,7 @@ def decide(data: ExperimentData, config: DecisionConfig) -> Decision:
     inputs = {"information_n": q_info, "mode": data.mode, "looks": list(data.looks),
               "expected_weights": list(data.expected_weights), "units_in_both_arms": data.units_in_both_arms,
               "paired_quality": data.paired_quality.to_dict() if data.paired_quality is not None else None,
+              "reference_cost": data.reference_cost.to_dict() if data.reference_cost is not None else None,
               "arms": {name: {"exposures": a.exposures, "predictions": a.predictions, "outcomes": a.outcomes,
                               "quality": a.quality.to_dict(), "cost": a.cost.to_dict(), "latency_n": a.latency_n,
                               "latency_slow": a.latency_slow, "fallbacks": a.fallbacks,
@@ -345,7 +352,9 @@ def replay(inputs: dict[str, Any], config: dict[str, Any]) -> Decision:
                        d["latency_n"], d["latency_slow"], Moments.from_dict(d["cost"]), int(d.get("fallbacks", 0)))
 
     paired = Moments.from_dict(inputs["paired_quality"]) if inputs.get("paired_quality") else None
+    reference = Moments.from_dict(inputs["reference_cost"]) if inputs.get("reference_cost") else None
     data = ExperimentData(inputs["mode"], arm(inputs["arms"]["champion"]), arm(inputs["arms"]["challenger"]), paired,
-                          tuple(inputs["expected_weights"]), inputs["units_in_both_arms"], tuple(inputs["looks"]))
+                          tuple(inputs["expected_weights"]), inputs["units_in_both_arms"], tuple(inputs["looks"]),
+                          reference)
     # an analysis stored before the failure guardrail existed was decided without it
     return decide(data, DecisionConfig(**{"failure_max_share": None, **config}))

@@ -1,13 +1,17 @@
 """Shadow scorers: rows/s and rows per CPU-second, one scorer against two on one queue.
 
-    python benchmarks/shadow_scoring.py [--jobs 20000] [--repeats 2] [--batch 256] [--database postgresql://...]
+    python benchmarks/shadow_scoring.py [--jobs 20000] [--repeats 2] [--batch 256] [--reference-shares 1]
+                                        [--database postgresql://...]
 
 Each run starts ``frugal scorer`` processes (real ones, as deployed), waits until they poll an empty
 queue and have loaded their onnxruntime sessions (a warm-up batch), then commits ``--jobs`` shadow
 jobs at once (with the event log's own insert, ``insert_shadow_jobs``) and times until the queue is
 empty.  It prints jobs/s, the scorers' CPU seconds per second (from /proc), jobs per scorer
 CPU-second, and Postgres's CPU, for one scorer and for two, alternating ``--repeats`` times; then
-the two-to-one throughput ratio.  Every job is the demo challenger on one row of scikit-learn's
+the two-to-one throughput ratio.  ``--reference-shares 0,1`` repeats it at each
+FRUGAL_SHADOW_REFERENCE_SHARE (the share of requests on which the scorer also times the champion,
+for the cost comparison: docs/models.md#cost) and prints each one's rows per CPU-second against the
+first's, in the same session.  Every job is the demo challenger on one row of scikit-learn's
 breast-cancer data, scored as its request would have been served (one run of one row).  On a small
 shared host the two scorers compete with Postgres and with each other for the same cores: read
 the CPU columns with the throughput.
@@ -46,6 +50,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--batch", type=int, default=256, help="FRUGAL_SHADOW_BATCH_SIZE")
+    parser.add_argument("--reference-shares", default="1",
+                        help="comma-separated FRUGAL_SHADOW_REFERENCE_SHARE values to compare (default: 1, the default)")
     parser.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
 
@@ -103,7 +109,8 @@ def main() -> None:
                     raise SystemExit("the scorers did not empty the queue in time")
                 time.sleep(0.02)
 
-        def run(scorers: int) -> dict[str, float]:
+        def run(scorers: int, share: str) -> dict[str, float]:
+            env["FRUGAL_SHADOW_REFERENCE_SHARE"] = share
             logs = [open(work / f"scorer-{len(procs) + i}.log", "wb") for i in range(scorers)]
             started = [subprocess.Popen([sys.executable, "-m", "service.cli", "scorer"], env=env, cwd=ROOT,
                                         stdout=log, stderr=subprocess.STDOUT) for log in logs]
@@ -128,24 +135,32 @@ def main() -> None:
             return {"jobs/s": args.jobs / elapsed, "scorer cores": cpu / elapsed, "jobs per scorer CPU-s": args.jobs / max(cpu, 1e-9),
                     "postgres cores": pg / elapsed}
 
-        results: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+        shares = [x.strip() for x in args.reference_shares.split(",") if x.strip()]
+        by_share: dict[str, dict[int, list[dict[str, float]]]] = {share: {1: [], 2: []} for share in shares}
         for r in range(args.repeats):
-            for scorers in ((1, 2) if r % 2 == 0 else (2, 1)):
-                results[scorers].append(run(scorers))
+            for share in (shares if r % 2 == 0 else shares[::-1]):
+                for scorers in ((1, 2) if r % 2 == 0 else (2, 1)):
+                    by_share[share][scorers].append(run(scorers, share))
         rt.close()
 
         with sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://")).connect() as conn:
             rows = conn.execute(sa.text("SELECT count(*), count(DISTINCT request_id) FROM predictions WHERE NOT served")).one()
         print(f"\n{args.jobs:,} shadow jobs per run, batches of {args.batch}, {args.repeats} alternating runs each, "
               f"{os.cpu_count()}-core host shared with Postgres (and, here, other users)\n")
-        print(f"{'scorers':<8} " + " ".join(f"{k:>22}" for k in results[1][0]))
-        for scorers, runs in results.items():
-            for one in runs:
-                print(f"{scorers:<8} " + " ".join(f"{v:>22.2f}" for v in one.values()))
-        one, two = (_median([x["jobs/s"] for x in results[k]]) for k in (1, 2))
-        per_core = _median([x["jobs per scorer CPU-s"] for runs in results.values() for x in runs])
-        print(f"\ntwo scorers / one: {two / one:.2f}x the throughput (median jobs/s {two:,.0f} vs {one:,.0f})")
-        print(f"a scorer scores {per_core:,.0f} rows per CPU-second (median of every run)")
+        per_core: dict[str, float] = {}
+        for share, results in by_share.items():
+            print(f"FRUGAL_SHADOW_REFERENCE_SHARE={share}")
+            print(f"{'scorers':<8} " + " ".join(f"{k:>22}" for k in results[1][0]))
+            for scorers, runs in results.items():
+                for one in runs:
+                    print(f"{scorers:<8} " + " ".join(f"{v:>22.2f}" for v in one.values()))
+            one, two = (_median([x["jobs/s"] for x in results[k]]) for k in (1, 2))
+            per_core[share] = _median([x["jobs per scorer CPU-s"] for runs in results.values() for x in runs])
+            print(f"\ntwo scorers / one: {two / one:.2f}x the throughput (median jobs/s {two:,.0f} vs {one:,.0f})")
+            print(f"a scorer scores {per_core[share]:,.0f} rows per CPU-second (median of every run)\n")
+        for share in shares[1:]:
+            print(f"reference share {share} / {shares[0]}: {per_core[share] / per_core[shares[0]]:.2f}x the rows per "
+                  f"scorer CPU-second")
         print(f"challenger rows stored: {rows[0]:,}, distinct request ids {rows[1]:,} (no job scored into two rows)")
     finally:
         for p in procs:

@@ -77,6 +77,7 @@ class PredictionEvent:
     fallback_reason: str | None
     source: str
     created_at: datetime
+    reference_cost: float | None = None   # a shadow challenger's row: the champion's cost timed beside it
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +159,8 @@ def from_line(line: str) -> Any:
     kind = KINDS[data.pop("_k")]
     for name in kind.time_fields & data.keys():
         data[name] = datetime.fromisoformat(data[name])
-    return kind.cls(**{f.name: data[f.name] for f in fields(kind.cls)})
+    # a field added since the line was written (a spool from an older release) takes its default
+    return kind.cls(**{f.name: data[f.name] for f in fields(kind.cls) if f.name in data})
 
 
 def unavailable(exc: BaseException) -> bool:

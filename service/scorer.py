@@ -12,7 +12,11 @@ default ``frugal worker`` starts one) repeats, in one transaction:
 3. score each request's jobs as that request would have been served: one run of its rows, through
    ``run_policy`` and ``prediction_event``, the code that builds served rows, so the challenger's
    inference time (``session.run`` CPU time by ``inference_clock``, the champion's clock) and cost
-   (``service.registry.prediction_cost``) are measured the same way;
+   (``service.registry.prediction_cost``) are measured the same way; on a share
+   (``FRUGAL_SHADOW_REFERENCE_SHARE``) of requests the champion is run and timed on the same rows,
+   just before or just after (a coin decides, so neither gains from warm caches), and its cost goes on
+   the challenger's rows as ``reference_cost``: a request-path run and a scorer run of one model differ
+   by as much as two models do (docs/models.md#cost), so the savings share compares these two;
 4. insert the challenger's prediction rows (idempotent on (request_id, model_id)) and commit.
 
 A scorer that dies anywhere before the commit leaves its jobs in the table (the transaction rolls
@@ -23,6 +27,7 @@ batch in hand, which takes milliseconds: there is nothing to drain.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -73,6 +78,7 @@ class Scorer:
         self._run_model = run_model or model_runner(rt)   # the web workers' runner: same sessions, clock, cache
         self._stats = ScorerStats()
         self._lock = threading.Lock()
+        self._coin = random.Random()
 
     @property
     def stats(self) -> ScorerStats:
@@ -157,20 +163,36 @@ class Scorer:
         if config is None:  # created after this scorer's catalog was loaded
             self._catalog.invalidate()
             config = self._catalog.by_id(first.experiment_id)
+        features = [job.features for job in request]
+        reference = config is not None and self._coin.random() < self._settings.shadow_reference_share
+        champion_first = reference and self._coin.random() < 0.5
+        champion = self._reference(config, features) if champion_first else None
         try:
             if config is None:
                 raise LookupError(f"no experiment {first.experiment_id}")
-            scored = run_policy(self._run_model, self._settings, config.challenger, [job.features for job in request],
-                                config.cache_challenger)
+            scored = run_policy(self._run_model, self._settings, config.challenger, features, config.cache_challenger)
         except Exception as exc:  # counted per experiment in shadow_drops; never retried forever
             log.warning("shadow challenger of experiment %s failed on request %s: %s: %s", first.experiment_id,
                         first.request_id, type(exc).__name__, exc)
             return None
-        return [PredictionEvent(**prediction_event(
+        if reference and not champion_first:
+            champion = self._reference(config, features)
+        return [replace(PredictionEvent(**prediction_event(
             experiment_id=job.experiment_id, phase=job.phase, request_id=job.request_id, unit_id=job.unit_id,
             arm="challenger", in_experiment=True, served=False, policy=config.challenger, scored=row,
-            latency_ms=job.overhead_ms + row.inference_ms, reason=None, now=job.created_at))
-            for job, row in zip(request, scored)]
+            latency_ms=job.overhead_ms + row.inference_ms, reason=None, now=job.created_at)),
+            reference_cost=champion[i].cost if champion else None)
+            for i, (job, row) in enumerate(zip(request, scored))]
+
+    def _reference(self, config, features: list) -> list | None:
+        """The champion run on a request's rows in this scorer, for its cost only (its answers were
+        served already); None if it fails, which costs the challenger's rows only their reference."""
+        try:
+            return run_policy(self._run_model, self._settings, config.champion, features, config.cache_champion)
+        except Exception as exc:
+            log.warning("shadow scorer: timing the champion of experiment %s failed: %s: %s", config.id,
+                        type(exc).__name__, exc)
+            return None
 
 
 def _by_request(jobs: list[sa.Row]) -> list[list[sa.Row]]:

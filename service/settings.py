@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # Shadow scoring (scorer workers: frugal scorer)
     shadow_batch_size: int = Field(default=256, ge=1, le=10_000, description="Shadow jobs a scorer claims per transaction")
     shadow_max_age_s: float = Field(default=3600.0, gt=0, description="Shadow jobs older than this are dropped and counted, not scored")
+    shadow_reference_share: float = Field(
+        default=1.0, ge=0, le=1,
+        description="Share of shadow requests on which a scorer also times the champion, for the cost comparison")
     scorer_poll_s: float = Field(default=0.2, gt=0, le=60, description="How long an idle scorer waits before looking for jobs again")
 
     metrics_interval_s: float = Field(default=5.0, gt=0, le=3600,

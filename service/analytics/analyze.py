@@ -88,10 +88,11 @@ def experiment_data(session, record: ExperimentRecord, looks: tuple[float, ...])
         crossover = 0
     weights = tuple(w / 10_000 for w in record.phase.weights_bp)
     paired = ArmTotals(totals["challenger"]).moments("paired") if record.mode == "shadow" else None
+    reference = ArmTotals(totals["challenger"]).moments("reference_cost") if record.mode == "shadow" else None
     data = ExperimentData(mode=record.mode, champion=_arm(totals["champion"], exposures["champion"]),
                           challenger=_arm(totals["challenger"], exposures["challenger"]), paired_quality=paired,
                           expected_weights=weights if record.mode == "ab" else (1.0, 1.0),
-                          units_in_both_arms=crossover, looks=looks)
+                          units_in_both_arms=crossover, looks=looks, reference_cost=reference)
     snapshot = {"phase": record.current_phase, "totals": totals, "exposures": exposures, "crossover_units": crossover,
                 "expected_weights": list(data.expected_weights), "looks": list(looks)}
     return data, snapshot

@@ -30,7 +30,7 @@ from service.store.rollups import Marks, Window
 
 log = logging.getLogger("frugal.rollup")
 
-MOMENTS = ("latency", "inference", "cost", "quality", "paired")
+MOMENTS = ("latency", "inference", "cost", "quality", "paired", "reference_cost")  # reference: see analysis/cost.py
 COUNTS = ("predictions", "served", "fallbacks", "cache_hits", "outcomes", "latency_slow", "skipped")
 EXPOSURE_KEYS = ("exposures", "units_in_both_arms")  # phase totals only: distinct units of the arm, units in both arms
 BATCH_ROWS = 1_000_000  # prediction ids per transaction: bounds each transaction's time and its lock on one experiment
@@ -185,6 +185,7 @@ def _fold(session, experiment: _Experiment, w: Window, tally: _Tally, now: datet
             d["inference"] = {"n": a.predictions, "sum": a.inference_sum, "sum_sq": a.inference_sum_sq}
             d["cost"] = {"n": a.predictions, "sum": a.cost_sum, "sum_sq": a.cost_sum_sq}
             d["quality"] = {"n": a.outcomes, "sum": a.quality_sum, "sum_sq": a.quality_sum_sq}
+            d["reference_cost"] = {"n": a.reference_n, "sum": a.reference_sum, "sum_sq": a.reference_sum_sq}
             tally.predictions += a.rows
             tally.skipped += a.skipped
         sketches: dict[store.BucketKey, LatencySketch] = defaultdict(LatencySketch)

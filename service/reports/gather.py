@@ -83,6 +83,7 @@ DERIVED_KINDS = {
     "cost.savings_basis": "count", "cost.observed_span": "duration", "cost.rate_per_day": "count",
     "cost.monthly_volume": "count", "cost.monthly_savings": "usd_sig", "cost.monthly_savings_low": "usd_sig",
     "cost.monthly_savings_high": "usd_sig", "cost.direction": "text", "cost.projection_note": "text",
+    "cost.measured": "text",
     "pareto.champion": "text", "pareto.challenger": "text",
 }
 
@@ -175,7 +176,9 @@ def derived(history: list[AnalysisRecord], *, traffic_start: datetime | None = N
     predictions = {arm: int(lookup(r, ("inputs", "arms", arm, "predictions")) or 0) for arm in ARMS}
     shadow = lookup(r, ("inputs", "mode")) == "shadow"
     out: dict[str, Any] = {"quality.threshold": -margin if margin is not None else None,
-                           "cost.direction": _direction(share, share_ci)}
+                           "cost.direction": _direction(share, share_ci),
+                           # shadow: both models timed in the scorer, or (rows before revision 0008) each where it ran
+                           "cost.measured": lookup(r, ("components", "cost", "measured"))}
 
     def scaled(x: Any, k: float) -> float | None:
         return float(x) * k if x is not None and math.isfinite(float(x)) else None

@@ -21,7 +21,7 @@ from service.store.tables import Outcome, Prediction, ShadowJob
 
 PREDICTION_COLUMNS = ("request_id", "experiment_id", "phase", "arm", "unit_id", "model_id", "served", "in_experiment",
                       "answered_by_id", "latency_ms", "inference_ms", "prediction", "label", "confidence", "cost",
-                      "cache_hit", "fallback_reason", "source", "created_at")
+                      "cache_hit", "fallback_reason", "source", "created_at", "reference_cost")
 _COLS = ", ".join(PREDICTION_COLUMNS)
 _STAGING = "frugal_staging_predictions"
 

@@ -256,6 +256,9 @@ class PredictionAggregate:
     quality_sum: float
     quality_sum_sq: float
     skipped: int
+    reference_n: int = 0          # shadow challenger rows carrying the champion's cost timed beside them
+    reference_sum: float = 0.0
+    reference_sum_sq: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -289,6 +292,7 @@ def new_predictions(session: Session, w: Window, kind: str, slo_ms: float | None
         WITH r AS (
             SELECT p.phase, p.arm, {_hour(d, 'p.created_at')} AS hour, {_when(_row_ok('p', d))} AS ok,
                    p.served, p.fallback_reason, p.cache_hit, p.latency_ms, p.inference_ms, p.cost,
+                   CASE WHEN p.reference_cost IS NOT NULL AND p.reference_cost <= :max_abs THEN p.reference_cost END AS ref,
                    {quality_sql(d, kind)} AS q, {_when(f'o.id IS NOT NULL AND NOT {_pair_ok("p", "o")}')} AS bad
             FROM predictions p LEFT JOIN outcomes o ON o.request_id = p.request_id AND o.id <= :o_new
             WHERE p.experiment_id = :e AND p.id > :p_old AND p.id <= :p_new AND p.in_experiment),
@@ -301,17 +305,20 @@ def new_predictions(session: Session, w: Window, kind: str, slo_ms: float | None
                    sum({_when(ok, 'inference_ms')}) AS i1, sum({_when(ok, 'inference_ms * inference_ms')}) AS i2,
                    sum({_when(ok, 'cost')}) AS c1, sum({_when(ok, 'cost * cost')}) AS c2,
                    sum({_when('q IS NOT NULL')}) AS qn, sum({_when('q IS NOT NULL', 'q')}) AS q1,
-                   sum({_when('q IS NOT NULL', 'q * q')}) AS q2, sum(bad) AS bad
+                   sum({_when('q IS NOT NULL', 'q * q')}) AS q2, sum(bad) AS bad,
+                   sum({_when('ref IS NOT NULL')}) AS rn, sum({_when('ref IS NOT NULL', 'ref')}) AS r1,
+                   sum({_when('ref IS NOT NULL', 'ref * ref')}) AS r2
             FROM r GROUP BY phase, arm, hour, ok, bin)
         SELECT phase, arm, hour, NULL, sum(n), sum({_when('ok = 1', 'n')}),
                sum({_when('ok = 1', 'served')}), sum({_when('ok = 1', 'fallbacks')}), sum({_when('ok = 1', 'cache_hits')}),
                sum({_when('ok = 1', 'slow')}), sum(l1), sum(l2), sum(i1), sum(i2), sum(c1), sum(c2),
                sum({_when('ok = 1', 'qn')}), sum({_when('ok = 1', 'q1')}), sum({_when('ok = 1', 'q2')}),
-               sum({_when('ok = 0', 'n')}) + sum({_when('ok = 1', 'bad')}), 0
+               sum({_when('ok = 0', 'n')}) + sum({_when('ok = 1', 'bad')}),
+               sum({_when('ok = 1', 'rn')}), sum({_when('ok = 1', 'r1')}), sum({_when('ok = 1', 'r2')}), 0
         FROM fine GROUP BY phase, arm, hour
         UNION ALL
         SELECT phase, arm, hour, bin, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-               NULL, NULL, n
+               NULL, NULL, NULL, NULL, NULL, n
         FROM fine WHERE ok = 1"""
     params = {"e": w.experiment_id, "p_old": w.old.predictions, "p_new": w.new.predictions, "o_new": w.new.outcomes,
               "slo": slo_ms, "max_abs": MAX_ABS, "log_gamma": log_gamma, "min_value": min_value}
@@ -324,7 +331,8 @@ def new_predictions(session: Session, w: Window, kind: str, slo_ms: float | None
         ints, floats = numbers[:6], numbers[6:12]
         buckets.append(PredictionAggregate(
             int(phase), arm, _utc_hour(hour), *(int(x or 0) for x in ints), *(float(x or 0.0) for x in floats),
-            int(numbers[12] or 0), float(numbers[13] or 0.0), float(numbers[14] or 0.0), int(numbers[15] or 0)))
+            int(numbers[12] or 0), float(numbers[13] or 0.0), float(numbers[14] or 0.0), int(numbers[15] or 0),
+            int(numbers[16] or 0), float(numbers[17] or 0.0), float(numbers[18] or 0.0)))
     return buckets, bins
 
 

@@ -219,6 +219,9 @@ class Prediction(Base):
     fallback_reason: Mapped[str | None] = mapped_column(sa.String(40))
     source: Mapped[str] = mapped_column(sa.String(10), default="server")
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    # a shadow challenger's row: the champion's cost on the same rows, timed by the same scorer beside
+    # the challenger (docs/models.md#cost); NULL on every other row
+    reference_cost: Mapped[float | None] = mapped_column(sa.Float)
 
 
 class ShadowJob(Base):

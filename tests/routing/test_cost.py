@@ -4,13 +4,16 @@ scored by a real ``frugal scorer`` process) and in an A/B test, is found neither
 Real parts: the router and its scorer processes, onnxruntime sessions timed by
 ``service.inference.sessions.inference_clock``, the event log writing to Postgres, the roll-up and the
 analysis.  Each row is charged its own measured CPU time (``service.registry.prediction_cost``), so the
-savings interval has width; for one model run twice it must say "about the same": the estimate within
-SAME_WITHIN of zero and the whole interval within twice that (an equivalence check, not "the 95% interval
-covers 0", which a perfect measurement fails one run in twenty).
+savings interval has width; for one model run twice the estimate must lie within SAME_WITHIN of zero
+and the interval, widened from the reported 95% to 99.9%, must cover 0 (the 95% interval itself misses 0
+one run in twenty however fair the measurement: CI saw -2.1% [-4.0%, -0.2%]).  In shadow mode the scorer
+also times the champion beside the challenger (``reference_cost``); without that, the scorer's warm runs
+against the request path's cold ones measured one model from 4% dearer to 52% cheaper than itself.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -19,6 +22,17 @@ import sqlalchemy as sa
 REQUESTS = 2_000
 SAME_WITHIN = 0.05   # docs/models.md#cost: one model against itself measures within 5%
 ROWS_PER_REQUEST = {"shadow": 1, "ab": 1}
+
+
+def _widened(ci: list[float], confidence: float) -> tuple[float, float]:
+    """The savings share's interval at ``confidence`` from its reported 95% interval (analysis/cost.py:
+    normal on the log of the cost ratio)."""
+    from scipy import stats
+
+    up, down = math.log(1 - ci[0]), math.log(1 - ci[1])   # log ratio at the share's low and high ends
+    centre, sd = (up + down) / 2, (up - down) / (2 * stats.norm.ppf(0.975))
+    half = stats.norm.ppf(1 - (1 - confidence) / 2) * sd
+    return 1 - math.exp(centre + half), 1 - math.exp(centre - half)
 
 
 def _wait(condition, timeout_s: float = 180.0) -> bool:
@@ -30,13 +44,7 @@ def _wait(condition, timeout_s: float = 180.0) -> bool:
     return condition()
 
 
-SHADOW_KNOWN_LIMITATION = pytest.mark.xfail(strict=False, reason=(
-    "known limitation (docs/models.md#cost): a shadow challenger is timed in a scorer process, which scores its "
-    "backlog back to back and warm, while the request path runs each request cold beside other work; on the shared "
-    "host one model against itself measured from 4% dearer to 52% cheaper there, depending on when the scorer ran"))
-
-
-@pytest.mark.parametrize("mode", [pytest.param("shadow", marks=SHADOW_KNOWN_LIMITATION), "ab"])
+@pytest.mark.parametrize("mode", ["shadow", "ab"])
 def test_the_same_model_in_both_arms_is_measured_about_as_costly_as_itself(mode, fresh_pg, data_dir, demo_models, tmp_path):
     from sklearn.datasets import load_breast_cancer
 
@@ -105,8 +113,13 @@ def test_the_same_model_in_both_arms_is_measured_about_as_costly_as_itself(mode,
     assert champion > 0 and challenger > 0
     low, high = cost["savings_share"]["ci"]
     assert high - low > 0, "each row is charged its own measured time: the interval has width"
+    if mode == "shadow":
+        assert cost["measured"] == "side by side in the shadow scorer", cost
+        assert cost["reference_n"] == REQUESTS, cost   # FRUGAL_SHADOW_REFERENCE_SHARE defaults to every request
     said = (f"{mode}: the same model measured {100 * cost['savings_share']['estimate']:.1f}% cheaper "
             f"[{100 * low:.1f}%, {100 * high:.1f}%] against itself (champion {champion:.3g}, "
             f"challenger {challenger:.3g} USD per prediction)")
+    print(said)
     assert abs(cost["savings_share"]["estimate"]) <= SAME_WITHIN, said
-    assert -2 * SAME_WITHIN <= low and high <= 2 * SAME_WITHIN, said
+    wide_low, wide_high = _widened([low, high], 0.999)
+    assert wide_low <= 0 <= wide_high, f"{said}; at 99.9% [{100 * wide_low:.1f}%, {100 * wide_high:.1f}%]"

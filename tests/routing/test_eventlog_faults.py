@@ -143,6 +143,33 @@ def test_a_poisoned_or_torn_spool_file_does_not_block_the_files_after_it(rig):
     assert sum(1 for d in kept if "line" in d) == 4 and sum(1 for d in kept if "event" in d) == 2
 
 
+def test_a_spool_written_before_reference_cost_replays_and_a_shadow_row_keeps_its_reference(rig):
+    """Spool lines of the release before revision 0008 have no ``reference_cost``: they replay with it NULL;
+    a shadow challenger's line that has one stores it."""
+    import json
+
+    from service.eventlog import Spool, to_line
+
+    old = []
+    for i in range(10):
+        data = json.loads(to_line(rig.prediction(i)))
+        del data["reference_cost"]
+        old.append(json.dumps(data))
+    rig.spool.mkdir(parents=True, exist_ok=True)
+    (rig.spool / "0000000000000000-older-release.jsonl").write_text("\n".join(old) + "\n")
+    Spool(rig.spool, "batch").write([rig.prediction(10, arm="challenger", served=False, cost=2e-9, reference_cost=3e-9)])
+    log = rig.make()
+    assert log.flush(60)
+    engine = make_engine(rig.url)
+    try:
+        with engine.connect() as conn:
+            rows = dict(conn.execute(sa.text("SELECT request_id, reference_cost FROM predictions")).all())
+    finally:
+        engine.dispose()
+    assert len(rows) == 11 and log.stats()["corrupt_lines"] == 0
+    assert all(rows[f"r-{i}"] is None for i in range(10)) and rows["r-10"] == 3e-9
+
+
 def test_replay_dead_letters_stores_rows_once_the_cause_is_fixed(rig, demo_models):
     """The documented command: `frugal events replay-dead-letters` (here its function, then the CLI)."""
     from service import registry

@@ -181,13 +181,55 @@ def test_a_batch_requests_rows_are_scored_in_one_run_as_the_champion_served_them
     real, runs = model_runner(rt), []
 
     def counting(spec, rows, use_cache):   # the web workers' real runner, counting its runs
-        runs.append(len(rows))
+        runs.append((spec.id, len(rows)))
         return real(spec, rows, use_cache)
 
     scorer = Scorer(rt, run_model=counting)
     assert _drain(scorer) == 43 and scorer.stats.scored == 43
-    assert sorted(runs) == [1, 1, 1, 40]
-    shadow = {r.request_id: r for r in _rows(rt, "SELECT request_id, inference_ms FROM predictions WHERE NOT served")}
+    config = rig["config"]
+    assert sorted(n for model, n in runs if model == config.challenger.primary.id) == [1, 1, 1, 40]
+    # the champion, timed beside it for the cost comparison (FRUGAL_SHADOW_REFERENCE_SHARE = 1): the same runs
+    assert sorted(n for model, n in runs if model == config.champion.primary.id) == [1, 1, 1, 40]
+    shadow = {r.request_id: r for r in _rows(rt, "SELECT request_id, inference_ms, cost, reference_cost "
+                                                 "FROM predictions WHERE NOT served")}
     assert set(shadow) == {a.request_id for a in single + batch}
     shares = {round(shadow[a.request_id].inference_ms, 9) for a in batch}
     assert len(shares) == 1   # every row of the request is charged the same share of its one run
+    assert all(r.reference_cost is not None and r.reference_cost > 0 for r in shadow.values())
+    assert len({round(shadow[a.request_id].reference_cost, 15) for a in batch}) == 1   # and so is the champion's
+    served = _rows(rt, "SELECT reference_cost FROM predictions WHERE served")
+    assert served and all(r.reference_cost is None for r in served)   # only a shadow challenger's row has one
+
+
+@pytest.mark.parametrize("how", ["share 0", "champion fails"])
+def test_a_request_without_the_champions_timing_is_still_scored(rig, data_dir, how):
+    """FRUGAL_SHADOW_REFERENCE_SHARE=0 runs only the challenger; a champion run that fails in the scorer
+    costs the challenger's rows only their reference_cost, never the row itself."""
+    from service.routing.runtime import model_runner
+    from service.runtime import Runtime
+    from service.scorer import Scorer
+    from tests.conftest import make_settings
+
+    s, config = rig["seeded"], rig["config"]
+    answers = rig["router"].predict(s.experiment, [(f"u{i}", s.features, f"req-{i}") for i in range(5)])
+    assert rig["log"].flush(timeout=30)
+    rt = Runtime(make_settings(data_dir, database_url=rig["rt"].settings.database_url, shadow_max_age_s=60,
+                               shadow_reference_share=0.0 if how == "share 0" else 1.0))
+    try:
+        real, runs = model_runner(rt), []
+
+        def runner(spec, rows, use_cache):
+            runs.append(spec.id)
+            if spec.id == config.champion.primary.id and how == "champion fails":
+                raise RuntimeError("the champion's session broke in this scorer")
+            return real(spec, rows, use_cache)
+
+        scorer = Scorer(rt, run_model=runner)
+        assert _drain(scorer) == 5 and scorer.stats.scored == 5 and scorer.stats.failed == 0
+        expected = {config.challenger.primary.id} | ({config.champion.primary.id} if how == "champion fails" else set())
+        assert set(runs) == expected
+        shadow = _rows(rt, "SELECT request_id, reference_cost FROM predictions WHERE NOT served")
+        assert {r.request_id for r in shadow} == {a.request_id for a in answers}
+        assert all(r.reference_cost is None for r in shadow)
+    finally:
+        rt.close()

@@ -61,7 +61,8 @@ def set_watermarks(session: Session, predictions: int, outcomes: int, now: datet
 
 _P_COLUMNS = (Prediction.id, Prediction.request_id, Prediction.unit_id, Prediction.experiment_id, Prediction.phase, Prediction.arm,
               Prediction.served, Prediction.latency_ms, Prediction.inference_ms, Prediction.cost, Prediction.cache_hit,
-              Prediction.fallback_reason, Prediction.prediction, Prediction.label, Prediction.created_at)
+              Prediction.fallback_reason, Prediction.prediction, Prediction.label, Prediction.created_at,
+              Prediction.reference_cost)
 
 
 def new_predictions(session: Session, after: int, upto: int, outcomes_upto: int) -> list[sa.Row]:
@@ -127,7 +128,7 @@ def save_bucket(session: Session, existing: Rollup | None, key: tuple, stats: di
 
 
 
-MOMENTS = ("latency", "inference", "cost", "quality", "paired")
+MOMENTS = ("latency", "inference", "cost", "quality", "paired", "reference_cost")  # reference_cost: revision 0008
 COUNTS = ("predictions", "served", "fallbacks", "cache_hits", "outcomes", "latency_slow")
 
 
@@ -229,6 +230,8 @@ def run_reference_rollup(db: Database) -> RollupResult:
             _add(d["latency"], r.latency_ms)
             _add(d["inference"], r.inference_ms)
             _add(d["cost"], r.cost)
+            if r.reference_cost is not None:
+                _add(d["reference_cost"], r.reference_cost)
             latencies[key].append(r.latency_ms)
             slo = slos[r.experiment_id]
             if slo is not None and r.latency_ms > slo:

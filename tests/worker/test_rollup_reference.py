@@ -66,7 +66,9 @@ def _events(seed: int, experiments: list, champion, challenger, rounds: int) -> 
                 prediction = rng.gauss(1, 2) if continuous else (None if label_only else float(rng.random() < 0.5))
                 predictions.append(dict(base, arm=arm, model_id=model.id, answered_by_id=model.id, served=served,
                                         latency_ms=latency, inference_ms=rng.uniform(0.1, 5), prediction=prediction,
-                                        label=rng.choice(["0", "1"]) if label_only else None, cost=rng.uniform(0, 0.002)))
+                                        label=rng.choice(["0", "1"]) if label_only else None, cost=rng.uniform(0, 0.002),
+                                        # a shadow challenger's row: the champion timed beside it, on most requests
+                                        reference_cost=rng.uniform(0, 0.004) if not served and rng.random() < 0.8 else None))
             pending.append((f"r{k}", continuous))
         rng.shuffle(pending)
         keep = []
