@@ -2,14 +2,15 @@
 
     from openfeature import api
     from frugal_sdk.openfeature import FrugalProvider
-    api.set_provider(FrugalProvider(client))
+    api.set_provider_and_wait(FrugalProvider(client))   # set_provider initializes on a thread: see Lifecycle
     arm = api.get_client().get_string_value("ranker-v2", "champion", EvaluationContext(targeting_key=user_id))
 
 The flag key is the experiment name, the targeting key is the unit id, the value and variant are the
 arm ("champion" or "challenger"); the policy and phase are in ``flag_metadata``.  Evaluation never
 raises: errors return the caller's default with an OpenFeature reason and error code.
 
-Lifecycle: ``initialize`` (called by ``set_provider``) waits up to ``init_timeout`` for the client's
+Lifecycle: ``initialize`` (called by ``set_provider_and_wait``; ``set_provider`` runs it on a thread,
+and OpenFeature answers the default with PROVIDER_NOT_READY until it returns) waits up to ``init_timeout`` for the client's
 first ruleset from the service: READY when it came, ERROR (PROVIDER_NOT_READY) when the service did
 not answer; then a watcher emits PROVIDER_READY / PROVIDER_STALE as refreshes fail and recover.
 ``shutdown`` stops the watcher and closes the client (flushing its outcomes) unless

@@ -116,11 +116,11 @@ def test_openfeature_provider_gives_the_arm_as_a_string_flag(live):
 
     from frugal_sdk.openfeature import FrugalProvider
 
-    # the ruleset first (a busy CI host once took longer than the provider's 5 s init_timeout: then every
-    # evaluation is ERROR/PROVIDER_NOT_READY with the default, which is the not-ready path, not this test's)
+    # set_provider_and_wait, as docs/sdk.md says: plain set_provider initializes on a thread, and until it
+    # is done OpenFeature answers the default with ERROR/PROVIDER_NOT_READY (CI saw it on a busy host)
     with Client(live.url, live.sdk_key, timeout=5, init_timeout=60) as client:
         assert client.ready, client.stats()
-        api.set_provider(FrugalProvider(client))
+        api.set_provider_and_wait(FrugalProvider(client))
         of = api.get_client()
         for unit in ("a", "b", "c", "d"):
             details = of.get_string_details(live.experiment, "champion", EvaluationContext(targeting_key=unit))
