@@ -319,7 +319,8 @@ def _prediction(answer: dict[str, Any], latency_ms: float) -> t.Prediction:
     return t.Prediction(request_id=answer["request_id"], arm=answer["arm"], model_version=answer["model_version"],
                         prediction=answer["prediction"], confidence=answer.get("confidence"),
                         latency_ms=latency_ms, fallback_reason=answer.get("fallback_reason"),
-                        served_by=answer.get("served_by"), in_experiment=bool(answer.get("in_experiment")))
+                        served_by=answer.get("served_by"), in_experiment=bool(answer.get("in_experiment")),
+                        cache_hit=bool(answer.get("cache_hit")))
 
 
 def _now() -> str:

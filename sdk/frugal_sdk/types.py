@@ -27,6 +27,7 @@ class Prediction:
     fallback_reason: str | None
     served_by: str | None = None
     in_experiment: bool = False
+    cache_hit: bool = False     # the service answered from its prediction cache
 
     @property
     def from_fallback(self) -> bool:

@@ -25,8 +25,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from service.errors import FrugalError, NotFound
+from service.errors import NotFound
 from service.eventlog import PredictionEvent, ShadowJobEvent
+from service.inference.features import matrix
 from service.registry import prediction_cost
 from service.routing.assignment import assign
 from service.routing.catalog import Catalog, CompiledExperiment, PolicySpec
@@ -48,13 +49,14 @@ class Answer:
     confidence: float | None
     latency_ms: float
     fallback_reason: str | None
+    cache_hit: bool = False     # answered from the prediction cache (no model ran for it)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id, "experiment": self.experiment, "arm": self.arm,
             "model_version": self.model_version, "served_by": self.served_by, "prediction": self.prediction,
             "confidence": self.confidence, "latency_ms": round(self.latency_ms, 3), "in_experiment": self.in_experiment,
-            "fallback_reason": self.fallback_reason,
+            "fallback_reason": self.fallback_reason, "cache_hit": self.cache_hit,
         }
 
 
@@ -108,6 +110,13 @@ class Router:
         config = self._catalog.get(experiment)
         if config is None:
             raise NotFound(f"no experiment {experiment!r}")
+        rows = [features for _, features, _ in items]
+        # Every row against the model that answers whatever else fails (the champion, or the promoted
+        # arm), before anything runs: the caller's 422 names every bad row by its place in the request,
+        # whichever arm it was assigned to.  Both arms take the same features (checked when the
+        # experiment is created), so a challenger that fails on a checked row is a challenger error.
+        answering = config.policy(config.served_arm).primary
+        matrix(answering.signature, rows)
         request_ids = [rid or self._new_request_id() for _, _, rid in items]
         arms, in_exp = self._assign(config, items, request_ids)
 
@@ -118,16 +127,14 @@ class Router:
             serving = arm if config.mode == "ab" else "champion"
             groups.setdefault(serving, []).append(i)
 
-        # Champion first: it validates the features (a bad feature is the caller's 422, never a fallback).
         results: dict[int, tuple[Scored, str | None]] = {}
-        if "champion" in groups:
+        if groups.get("champion"):
             idx = groups["champion"]
-            for i, scored in zip(idx, self._run_policy(config.champion, [items[i][1] for i in idx], config.cache_champion)):
+            for i, scored in zip(idx, self._run_policy(config.champion, [rows[i] for i in idx], config.cache_champion)):
                 results[i] = (scored, None)
-        if "challenger" in groups:
+        if groups.get("challenger"):
             idx = groups["challenger"]
-            rows = [items[i][1] for i in idx]
-            scored_rows, reason = self._challenger_with_deadline(config, rows)
+            scored_rows, reason = self._challenger_with_deadline(config, [rows[i] for i in idx])
             for i, scored in zip(idx, scored_rows):
                 results[i] = (scored, reason)
 
@@ -139,7 +146,7 @@ class Router:
             arm = arms[i] if config.mode == "ab" else "champion"
             policy = config.policy(arm)
             answers[i] = Answer(request_ids[i], config.name, arm, in_exp[i], policy.primary.ref, scored.answered_by.ref,
-                                scored.prediction, scored.confidence, latency_ms, reason)
+                                scored.prediction, scored.confidence, latency_ms, reason, scored.cache_hit)
             events.append(PredictionEvent(**prediction_event(
                 experiment_id=config.id, phase=config.phase, request_id=request_ids[i], unit_id=unit_id, arm=arm,
                 in_experiment=in_exp[i], served=True, policy=policy, scored=scored, latency_ms=latency_ms, reason=reason, now=now)))
@@ -214,12 +221,6 @@ class Router:
             future.cancel()
             self._trust[key] = 0
             reason = "challenger_timeout"
-        except FrugalError as exc:
-            if exc.status == 422:
-                raise  # the caller's features are wrong for every model
-            self._trust[key] = 0
-            reason = "challenger_error"
-            log.warning("challenger %s failed: %s", config.challenger.primary.ref, exc)
         except Exception as exc:  # the experiment must never fail the request
             self._trust[key] = 0
             reason = "challenger_error"
