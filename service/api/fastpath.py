@@ -1,13 +1,15 @@
-"""The hot path: a well-formed ``POST /v1/predict`` answered without Flask's request machinery.
+"""The predict routes, answered without Flask's request machinery.
 
 ``POST /v1/predict`` is the one route on every user request, and Flask's per-request work (request
 and app contexts, hooks, signals, the OpenAPI view wrapper, the JSON provider) cost more CPU than
 routing and inference together (benchmarks/serving.py, docs/architecture.md).  This WSGI layer
-answers the happy path with the same parts the Flask view uses — the bearer-key
-:class:`~service.auth.Authenticator`, the ``PredictRequest`` model, the router — and hands every
-other request, *including any request it cannot answer*, to the Flask app unchanged (the body is
-re-wrapped), so every error still comes from the one error handler and the one OpenAPI contract.
-Nothing is recorded before the router has accepted a request, so a hand-over never logs twice.
+answers ``POST /v1/predict`` and ``POST /v1/predict/batch`` whole, success or error: the bearer-key
+:class:`~service.auth.Authenticator`, the edge checks (``check_json_tree``), the request models and
+the one function per route (``service.api.predict.answer_one`` / ``answer_batch``, which the Flask
+views call too), and errors rendered by the one error mapping (``service.api.problems``), so a
+problem is the same whichever entry answered it.  Nothing runs twice: the only requests handed to
+Flask are those whose body it cannot read or parse (not application/json, chunked, too large,
+malformed JSON), which Flask refuses before any view runs.
 """
 
 from __future__ import annotations
@@ -15,27 +17,33 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import threading
 import time
+import uuid
+from http import HTTPStatus
 from typing import Any, Callable, Iterable
 
 from pydantic import ValidationError
 
+from service.api.problems import PROBLEM_JSON, problem_headers, problem_json, unexpected_error, validation_failed
 from service.api.schemas import check_json_tree
 from service.errors import FrugalError
 from service.prometheus import observe_request
 
 PATH = "/v1/predict"
+BATCH_PATH = "/v1/predict/batch"
+REQUEST_ID_HEADER = "HTTP_X_REQUEST_ID"
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")   # as service.api.observe: echoed only if it cannot forge a log line
 log = logging.getLogger(__name__)
 
 
 class PredictFastPath:
     def __init__(self, flask_wsgi: Callable, runtime: Any) -> None:
-        from service.api.predict import PredictRequest, request_id_for
-        from service.routing.runtime import router
+        from service.api.predict import BatchRequest, PredictRequest, answer_batch, answer_one
 
-        self._request_model, self._router = PredictRequest, router  # resolved once, not per request
-        self._request_id_for = request_id_for
+        # resolved once, not per request: path -> (request model, the route's one function)
+        self._routes = {PATH: (PredictRequest, answer_one), BATCH_PATH: (BatchRequest, answer_batch)}
         self._next = flask_wsgi
         self._runtime = runtime
         self._lock = threading.Lock()
@@ -43,22 +51,28 @@ class PredictFastPath:
         self.handed_over = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+        path = environ.get("PATH_INFO")
+        route = self._routes.get(path) if environ.get("REQUEST_METHOD") == "POST" else None
+        if route is None:
             return self._next(environ, start_response)
         started = time.perf_counter()
         body = self._read_body(environ)
-        if body is not None:
-            answer = self._answer(environ, body, started)
-            if answer is not None:
-                with self._lock:
-                    self.answered += 1
-                observe_request("POST", PATH, 200, time.perf_counter() - started)
-                start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))])
-                return [answer]
-            environ["wsgi.input"] = io.BytesIO(body)  # Flask reads the same bytes and says what is wrong
+        data = _parse(body) if body is not None else None
+        if data is None:
+            if body is not None:
+                environ["wsgi.input"] = io.BytesIO(body)  # Flask reads the same bytes and says what is wrong
+            with self._lock:
+                self.handed_over += 1
+            return self._next(environ, start_response)
+        status, payload, headers = self._respond(environ, route, data[0], started)
+        given = environ.get(REQUEST_ID_HEADER, "")
+        headers.append(("X-Request-ID", given if _SANE_ID.match(given) else uuid.uuid4().hex))
+        headers.append(("Content-Length", str(len(payload))))
         with self._lock:
-            self.handed_over += 1
-        return self._next(environ, start_response)
+            self.answered += 1
+        observe_request("POST", path, status, time.perf_counter() - started)
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        return [payload]
 
     def _read_body(self, environ: dict[str, Any]) -> bytes | None:
         """The JSON body when it can be read here; None hands the request over untouched."""
@@ -72,22 +86,37 @@ class PredictFastPath:
             return None
         return environ["wsgi.input"].read(length)
 
-    def _answer(self, environ: dict[str, Any], body: bytes, started: float) -> bytes | None:
+    def _respond(self, environ: dict[str, Any], route, data: Any,
+                 started: float) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """(status, body, headers): the route's answer, or its problem, in the order Flask checks:
+        the key (401/403) before the body, then the edge checks, the model, the route itself."""
+        model, answer = route
         rt = self._runtime
         try:
             key = rt.auth.authenticate(environ.get("HTTP_AUTHORIZATION"))
             rt.auth.check_scope(key, "sdk")
-            data = json.loads(body)
             check_json_tree(data)  # the same edge checks as Flask's (NUL, surrogates, depth)
-            request = self._request_model.model_validate(data)
-            rid = self._request_id_for(rt, key, request.request_id)
-            answer = self._router(rt).predict(request.experiment, [(request.unit_id, request.features, rid)], started)[0]
-        except (FrugalError, ValidationError, ValueError, TypeError, RecursionError):
-            return None  # 401/403/404/422...: Flask answers it, with the problem+json the API promises
-        except Exception:  # noqa: BLE001 - unexpected: Flask's handler logs it and answers a problem
-            log.exception("fast path could not answer; handing the request to Flask")
-            return None
-        return json.dumps(answer.to_dict(), default=_plain).encode()
+            try:
+                request = model.model_validate(data)
+            except ValidationError as exc:
+                raise validation_failed(exc, where="body") from None
+            return 200, json.dumps(answer(rt, key, request, started), default=_plain).encode(), \
+                [("Content-Type", "application/json")]
+        except FrugalError as exc:
+            error = exc
+        except Exception:  # noqa: BLE001 - unexpected: logged, and answered as Flask's handler would
+            log.exception("unhandled error on POST %s", environ.get("PATH_INFO"))
+            error = unexpected_error()
+        return error.status, problem_json(error, environ.get("PATH_INFO")), \
+            [("Content-Type", PROBLEM_JSON), *problem_headers(error)]
+
+
+def _parse(body: bytes) -> tuple[Any] | None:
+    """(the JSON value,), or None when it does not parse (Flask answers that 400 with its own words)."""
+    try:
+        return (json.loads(body),)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _plain(value: Any) -> Any:

@@ -52,6 +52,7 @@ class PredictResponse(BaseModel):
     latency_ms: float
     in_experiment: bool
     fallback_reason: str | None
+    cache_hit: bool = Field(default=False, description="answered from the prediction cache: no model ran for it")
 
 
 class BatchResponse(BaseModel):
@@ -74,29 +75,36 @@ def request_id_for(rt, key, given: str | None, field: str = "body.request_id") -
     return given
 
 
-@bp.post("", responses={200: PredictResponse, **problem_responses(401, 403, 404, 422)})
-@requires("sdk")
-def predict(body: PredictRequest):
-    """Answer one request.  The experiment never fails it: a failing challenger is answered by the champion."""
-    started = time.perf_counter()
-    rt = runtime()
-    rid = request_id_for(rt, g.api_key, body.request_id)
-    answer = router(rt).predict(body.experiment, [(body.unit_id, body.features, rid)], started)[0]
-    return answer.to_dict()
+def answer_one(rt, key, body: PredictRequest, started: float) -> dict[str, Any]:
+    """POST /v1/predict, validated: the one function both entries (the fast path and this view) call."""
+    rid = request_id_for(rt, key, body.request_id)
+    return router(rt).predict(body.experiment, [(body.unit_id, body.features, rid)], started)[0].to_dict()
 
 
-@bp.post("/batch", responses={200: BatchResponse, **problem_responses(401, 403, 404, 422)})
-@requires("sdk")
-def predict_batch(body: BatchRequest):
-    """Answer many rows; each model runs once for all rows assigned to it."""
-    started = time.perf_counter()
+def answer_batch(rt, key, body: BatchRequest, started: float) -> dict[str, Any]:
+    """POST /v1/predict/batch, validated: as ``answer_one``, each model run once for its rows."""
     ids = [item.request_id for item in body.items if item.request_id]
     if len(ids) != len(set(ids)):
         from service.errors import ValidationFailed, field_error
 
         raise ValidationFailed("request_id values must be unique within a batch",
                                errors=[field_error("items.request_id", "duplicate request_id in the batch")])
-    rt = runtime()
-    rids = [request_id_for(rt, g.api_key, item.request_id, f"body.items.{n}.request_id") for n, item in enumerate(body.items)]
+    rids = [request_id_for(rt, key, item.request_id, f"body.items.{n}.request_id") for n, item in enumerate(body.items)]
     answers = router(rt).predict(body.experiment, [(i.unit_id, i.features, rid) for i, rid in zip(body.items, rids)], started)
     return {"items": [a.to_dict() for a in answers]}
+
+
+# The views: reached only when the fast path (service/api/fastpath.py) hands a request over (a body it
+# cannot read or parse); they document the routes in the OpenAPI spec and answer through the same functions.
+@bp.post("", responses={200: PredictResponse, **problem_responses(401, 403, 404, 422)})
+@requires("sdk")
+def predict(body: PredictRequest):
+    """Answer one request.  The experiment never fails it: a failing challenger is answered by the champion."""
+    return answer_one(runtime(), g.api_key, body, time.perf_counter())
+
+
+@bp.post("/batch", responses={200: BatchResponse, **problem_responses(401, 403, 404, 422)})
+@requires("sdk")
+def predict_batch(body: BatchRequest):
+    """Answer many rows; each model runs once for all rows assigned to it."""
+    return answer_batch(runtime(), g.api_key, body, time.perf_counter())

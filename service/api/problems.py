@@ -32,19 +32,36 @@ def _wants_html() -> bool:
     return accept.best_match(["application/problem+json", "application/json", "text/html"]) == "text/html"
 
 
+def problem_headers(error: FrugalError) -> list[tuple[str, str]]:
+    """The headers a problem carries besides its Content-Type."""
+    if error.status == 401:
+        return [("WWW-Authenticate", 'Bearer realm="frugal"')]
+    if error.status == 503:
+        return [("Retry-After", "5")]
+    return []
+
+
+def problem_json(error: FrugalError, instance: str | None) -> bytes:
+    """The problem+json body: the one rendering of an error, in Flask or in the predict fast path."""
+    return json.dumps(error.to_problem(instance=instance)).encode()
+
+
 def problem_response(error: FrugalError) -> Response:
-    body = error.to_problem(instance=request.path if request else None)
     if _wants_html():
         from service.reports.render import page
 
+        body = error.to_problem(instance=request.path if request else None)
         response = Response(page("error.html", problem=body), status=error.status, mimetype="text/html")
     else:
-        response = Response(json.dumps(body), status=error.status, mimetype=PROBLEM_JSON)
-    if error.status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="frugal"'
-    if error.status == 503:
-        response.headers["Retry-After"] = "5"
+        response = Response(problem_json(error, request.path if request else None), status=error.status,
+                            mimetype=PROBLEM_JSON)
+    for name, value in problem_headers(error):
+        response.headers[name] = value
     return response
+
+
+def unexpected_error() -> FrugalError:
+    return FrugalError("an internal error occurred; it has been logged")
 
 
 def _http_error(exc: HTTPException) -> Response:
@@ -64,7 +81,7 @@ def _http_error(exc: HTTPException) -> Response:
 
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return problem_response(FrugalError("an internal error occurred; it has been logged"))
+    return problem_response(unexpected_error())
 
 
 def validation_failed(exc: ValidationError, *, where: str = "body") -> ValidationFailed:

@@ -1,5 +1,6 @@
-"""POST /v1/predict's fast path answers exactly what the Flask view answers, and hands every request
-it cannot answer to Flask, so errors are the same problem+json either way."""
+"""POST /v1/predict's fast path answers exactly what the Flask view answers, errors included (the same
+problem+json from the one error mapping, nothing run twice); it hands Flask only a body it cannot read
+or parse."""
 
 from __future__ import annotations
 
@@ -64,9 +65,30 @@ def test_a_request_it_cannot_answer_gets_the_same_problem_as_from_flask(both, ca
     if isinstance(body, bytes) and b"[NaN]" in body:
         body = body.replace(b"[NaN]", json.dumps([float("nan")] + both["features"][1:]).encode())
     headers = {} if key == "none" else both[key]
-    before = both["fast"].handed_over
+    before = both["fast"].handed_over, both["fast"].answered
     fast, slow = _post(both["client"], body, headers, content_type), _post(both["flask"], body, headers, content_type)
-    assert both["fast"].handed_over == before + 1
+    unreadable = case in ("malformed JSON", "text body")     # Flask refuses those before any view runs
+    assert (both["fast"].handed_over, both["fast"].answered) == \
+        (before[0] + unreadable, before[1] + (not unreadable)), "who answered"
     assert 400 <= fast.status_code < 500 and fast.status_code == slow.status_code, (fast.status_code, fast.data)
     assert fast.headers["Content-Type"] == slow.headers["Content-Type"] == "application/problem+json"
     assert fast.get_json() == slow.get_json()
+
+
+def test_the_batch_route_is_answered_there_too_with_the_views_answers_and_problems(both):
+    items = [{"unit_id": f"u{k}", "features": both["features"]} for k in range(6)]
+    client, flask = both["client"], both["flask"]
+    before = both["fast"].answered
+    fast = client.post("/v1/predict/batch", json={"experiment": "fast", "items": items}, headers=both["sdk"])
+    slow = flask.post("/v1/predict/batch", json={"experiment": "fast", "items": items}, headers=both["sdk"])
+    assert fast.status_code == slow.status_code == 200 and both["fast"].answered == before + 1
+    for a, b in zip(fast.get_json()["items"], slow.get_json()["items"]):
+        assert {k: v for k, v in a.items() if k not in ("request_id", "latency_ms")} == \
+            {k: v for k, v in b.items() if k not in ("request_id", "latency_ms")}
+    bad = [dict(items[0], request_id="same"), dict(items[1], request_id="same"), {"unit_id": "x", "features": [1.0]}]
+    fast = client.post("/v1/predict/batch", json={"experiment": "fast", "items": bad}, headers=both["sdk"])
+    slow = flask.post("/v1/predict/batch", json={"experiment": "fast", "items": bad}, headers=both["sdk"])
+    assert fast.status_code == slow.status_code == 422
+    assert fast.headers["Content-Type"] == slow.headers["Content-Type"] == "application/problem+json"
+    assert fast.get_json() == slow.get_json()
+    assert fast.headers["X-Request-ID"] and slow.headers["X-Request-ID"]
