@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -92,9 +92,12 @@ def main() -> None:
         def queue(n: int) -> None:
             now = datetime.now(timezone.utc)
             jobs = []
-            for _ in range(n):
+            for i in range(n):
                 k = next(counter)
-                jobs.append(ShadowJobEvent(f"r{k}", config.id, config.phase, f"u{k}", data[k % len(data)], 0.3, now))
+                # a time of its own: the scorer groups jobs of one request by their shared time, and each job
+                # here stands for a one-row request (one run of one row)
+                jobs.append(ShadowJobEvent(f"r{k}", config.id, config.phase, f"u{k}", data[k % len(data)], 0.3,
+                                           now + timedelta(microseconds=i)))
             with rt.db.unit_of_work() as session:   # one commit: every job appears at once
                 insert_shadow_jobs(session, jobs)
 
