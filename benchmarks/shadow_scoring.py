@@ -164,7 +164,10 @@ def main() -> None:
         for share in shares[1:]:
             print(f"reference share {share} / {shares[0]}: {per_core[share] / per_core[shares[0]]:.2f}x the rows per "
                   f"scorer CPU-second")
-        print(f"challenger rows stored: {rows[0]:,}, distinct request ids {rows[1]:,} (no job scored into two rows)")
+        queued = next(counter)   # every job queued, warm-ups included
+        print(f"challenger rows stored: {rows[0]:,} of {queued:,} jobs queued, distinct request ids {rows[1]:,}")
+        if not rows[0] == rows[1] == queued:
+            raise SystemExit("a job was lost or scored into two rows")
     finally:
         for p in procs:
             p.kill()

@@ -44,6 +44,8 @@ RUN_BY = {
         "tests/inference/test_profile.py::test_a_benchmark_in_a_fresh_process_measures_the_models_own_memory_the_same_from_any_caller",
     "python benchmarks/statistics.py":
         "tests/deploy/test_documented_shell_commands.py::test_the_statistics_benchmark_runs_as_documented",
+    "python benchmarks/shadow_scoring.py --jobs 5000 --repeats 2 --reference-shares 0,1":
+        "tests/deploy/test_documented_shell_commands.py::test_the_scorer_benchmark_runs_as_documented",
 }
 # Docker commands: validated (compose file, image's commands), not run: no Docker engine here
 DOCKER_ONLY = {
@@ -119,7 +121,7 @@ def test_the_statistics_benchmark_runs_as_documented(tmp_path):
     fewer simulations than the documented table (2,000 per cell take an hour here) and without the
     gbstats comparison (it builds its own virtualenv): the same script and functions, printing every
     row of the documented table with figures a simulation of that size can give."""
-    command = next(c for c in RUN_BY if c.startswith("python benchmarks/"))
+    command = next(c for c in RUN_BY if c.startswith("python benchmarks/statistics.py"))
     done = subprocess.run([*shlex.split(command), "--sims", "40", "--no-gbstats"], cwd=ROOT,
                           env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"),
                           capture_output=True, text=True, timeout=580)
@@ -131,3 +133,23 @@ def test_the_statistics_benchmark_runs_as_documented(tmp_path):
         row = re.search(rf"^\s*{re.escape(design)}\s+([\d,]+)\s+([\d.]+) ± ([\d.]+)", done.stdout, re.M)
         assert row, (design, done.stdout[-3000:])
         assert 0.0 <= float(row.group(2)) <= 1.0 and float(row.group(3)) > 0.0, row.group(0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_scorer_benchmark_runs_as_documented():
+    """``python benchmarks/shadow_scoring.py --jobs 5000 --repeats 2 --reference-shares 0,1`` as
+    docs/models.md gives it, on this host's Postgres, with real ``frugal scorer`` processes: every queued
+    job is scored into exactly one row (the script exits non-zero otherwise), and timing the champion
+    beside the challenger costs the scorer throughput, as the docs say (a share-1 scorer does a
+    champion run per job on top of the challenger's)."""
+    command = "python benchmarks/shadow_scoring.py --jobs 5000 --repeats 2 --reference-shares 0,1"
+    done = subprocess.run(shlex.split(command), cwd=ROOT,
+                          env=dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"),
+                          capture_output=True, text=True, timeout=580)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    stored = re.search(r"challenger rows stored: ([\d,]+) of ([\d,]+) jobs queued, distinct request ids ([\d,]+)", done.stdout)
+    assert stored and len({g.replace(",", "") for g in stored.groups()}) == 1, done.stdout[-2000:]
+    ratio = re.search(r"reference share 1 / 0: ([\d.]+)x the rows per scorer CPU-second", done.stdout)
+    assert ratio, done.stdout[-2000:]
+    assert 0.2 < float(ratio.group(1)) < 1.0, ratio.group(0)
