@@ -437,6 +437,71 @@ def models_quantize(model: str, to: str, version: str | None) -> None:
                        "latency with 'frugal models bench' before using it", err=True)
 
 
+@models.command("candidates")
+@click.argument("model")
+@click.option("--data-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="inputs with a header of feature names; a 'label' column, if any, measures quality")
+@click.option("--margin", type=float, default=0.02, show_default=True,
+              help="how much worse than the champion (accuracy points, or RMSE) a candidate may be")
+@click.option("--students", default="logistic,shallow-trees,small-mlp", show_default=True,
+              help="students to distil (comma-separated; empty for none)")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write the quality-against-cost plot here (SVG)")
+def models_candidates(model: str, data_csv: Path, margin: float, students: str, plot_path: Path | None) -> None:
+    """Make cheaper candidates of MODEL (quantized, pruned, distilled), register them with lineage,
+    benchmark them on this host and check them against MODEL: a table with the Pareto front."""
+    from service import candidates, registry
+    from service.reports.format import fmt
+    from service.reports.plots import pareto
+
+    rt = _runtime()
+    source = _run(lambda: registry.resolve(rt.db, model))
+    chosen = [s.strip() for s in students.split(",") if s.strip()]
+    report = _run(lambda: candidates.make_candidates(rt.db, rt.settings, source.id, data_csv.read_text(), margin=margin,
+                                                     students=chosen))
+    click.echo(f"{report.rows:,} rows ({report.rows - report.holdout_rows:,} to learn from, {report.holdout_rows:,} "
+               f"held out to check on), margin {margin:g}")
+    best = report.frontier()
+    quality = report.quality_name()
+    header = ("model", quality, "agreement", "$ per 1M predictions", "CPU vs champion", "p95 latency", "frontier",
+              "verdict")
+    points = {p.label: p for p in report.points()}
+    table = [header]
+    if points:
+        top = points[report.source.ref]
+        table.append((report.source.ref, f"{top.quality:.4f}", "", fmt(top.cost_per_1m, "usd_sig"), "1.00x",
+                      f"{top.p95_ms:.3g} ms" if top.p95_ms is not None else "n/a",
+                      "yes" if report.source.ref in best else "", "champion"))
+    for c in report.candidates:
+        if c.record is None:
+            table.append((f"({c.transform})", "", "", "", "", "", "", f"skipped: {c.skipped}"))
+            continue
+        k, p = c.check, points[c.record.ref]
+        table.append((c.record.ref, f"{p.quality:.4f}", f"{100 * k.agreement.agreement:.1f}%",
+                      fmt(k.cost_per_1m, "usd_sig"),
+                      f"{k.cost_ratio.ratio:.2f}x [{k.cost_ratio.low:.2f}, {k.cost_ratio.high:.2f}]",
+                      f"{k.p95_ms:.3g} ms" if k.p95_ms is not None else "n/a",
+                      "yes" if c.record.ref in best else "",
+                      str(k.verdict) + (f" ({'; '.join(k.reasons)})" if k.reasons else "")))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    click.echo(f"cost: the champion's benchmarked CPU time x ${rt.settings.price_per_core_hour:g} per core-hour, "
+               "times each candidate's CPU-time ratio (both timed turn about in one process, 95% interval); "
+               "quality and agreement on the held-out rows")
+    chosen_one = report.best()
+    if chosen_one is not None:
+        saved = chosen_one.check.source_cost_per_1m - chosen_one.check.cost_per_1m
+        click.echo(f"cheapest worth an experiment: {chosen_one.record.ref}, saving {fmt(saved, 'usd_sig')} per 1M "
+                   f"predictions ({100 * (1 - chosen_one.check.cost_ratio.ratio):.0f}% of the champion's compute); "
+                   f"test it: 'frugal experiments create' with it as the challenger")
+    else:
+        click.echo("no candidate is both cheaper and good enough on these rows")
+    if plot_path is not None:
+        plot_path.write_text(pareto([p for p in report.points() if p.cost_per_1m > 0], quality, quality != "rmse"))
+        click.echo(f"plot written to {plot_path}")
+
+
 @models.command("sync")
 def models_sync() -> None:
     """Copy model files this node holds into shared storage (models registered before revision 0006)."""

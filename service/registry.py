@@ -54,6 +54,7 @@ def register(
     feature_names: list[str] | None = None,
     derived_from_id: int | None = None,
     transform: str | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> ModelRecord:
     """Validate an ONNX file, store it content-addressed and record it."""
     from service.inference.signature import inspect_model, task_problem
@@ -83,7 +84,7 @@ def register(
             session, name=name, version=version, task=task, digest=digest, file_size=len(data),
             signature=signature.to_dict(), declared_cost_per_1k=declared_cost_per_1k, profile=None,
             derived_from_id=derived_from_id, transform=transform, description=description,
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(timezone.utc), lineage=lineage,
         )
 
 

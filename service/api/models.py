@@ -55,6 +55,9 @@ class ModelOut(BaseModel):
     transform: str | None
     description: str
     created_at: datetime
+    lineage: dict[str, Any] | None = Field(default=None, description=(
+        "a derived model's making: source ref and sha256, transform and parameters, the data it was checked on "
+        "and its agreement with the source; kept when the source is deleted"))
 
 
 class ModelPage(BaseModel):
@@ -84,7 +87,7 @@ def model_json(r: ModelRecord) -> dict[str, Any]:
     return {"id": r.id, "name": r.name, "version": r.version, "ref": r.ref, "task": r.task, "digest": r.digest,
             "file_size": r.file_size, "signature": r.signature, "declared_cost_per_1k": r.declared_cost_per_1k,
             "profile": r.profile, "derived_from_id": r.derived_from_id, "transform": r.transform,
-            "description": r.description, "created_at": r.created_at.isoformat()}
+            "description": r.description, "created_at": r.created_at.isoformat(), "lineage": r.lineage}
 
 
 @bp.post("", responses={201: ModelOut, **problem_responses(400, 401, 403, 409, 413, 415, 422)})

@@ -37,25 +37,38 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def parse_labelled_csv(text: str, feature_names: list[str]) -> tuple[list[list[float]], np.ndarray]:
-    """Rows in feature order and the labels, from CSV text with a header and a 'label' column."""
+def parse_data_csv(text: str, feature_names: list[str], *, field: str = "data_csv",
+                   need_labels: bool = False) -> tuple[list[list[float]], np.ndarray | None]:
+    """Rows in feature order, and the labels when the CSV has a 'label' column (None otherwise), from
+    CSV text with a header.  ``field`` names the input in errors; ``need_labels`` refuses a CSV
+    without labels."""
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
     missing = [n for n in feature_names if n not in header]
-    if "label" not in header or missing:
-        problem = "has no 'label' column" if "label" not in header else f"lacks feature columns {missing[:5]}"
-        raise ValidationFailed("the labelled CSV does not fit the model", errors=[field_error("labelled_csv", problem)])
+    labelled = "label" in header
+    if (need_labels and not labelled) or missing:
+        problem = "has no 'label' column" if not missing else f"lacks feature columns {missing[:5]}"
+        raise ValidationFailed(f"the {'labelled ' if need_labels else ''}CSV does not fit the model",
+                               errors=[field_error(field, problem)])
     rows, labels = [], []
     for i, record in enumerate(reader):
         try:
             rows.append([float(record[n]) for n in feature_names])
-            labels.append(float(record["label"]))
+            if labelled:
+                labels.append(float(record["label"]))
         except (TypeError, ValueError):
-            raise ValidationFailed("the labelled CSV has a non-numeric value", errors=[field_error(
-                "labelled_csv", f"line {i + 2}: every feature and the label must be numbers")]) from None
+            raise ValidationFailed("the CSV has a non-numeric value", errors=[field_error(
+                field, f"line {i + 2}: every feature{' and the label' if labelled else ''} must be a number")]) from None
     if not rows:
-        raise ValidationFailed("the labelled CSV has no rows", errors=[field_error("labelled_csv", "no data rows")])
-    return rows, np.asarray(labels)
+        raise ValidationFailed("the CSV has no rows", errors=[field_error(field, "no data rows")])
+    return rows, np.asarray(labels) if labelled else None
+
+
+def parse_labelled_csv(text: str, feature_names: list[str]) -> tuple[list[list[float]], np.ndarray]:
+    """Rows in feature order and the labels, from CSV text with a header and a 'label' column."""
+    rows, labels = parse_data_csv(text, feature_names, field="labelled_csv", need_labels=True)
+    assert labels is not None
+    return rows, labels
 
 
 def _warm_runtime() -> None:

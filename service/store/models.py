@@ -27,6 +27,7 @@ class ModelRecord:
     transform: str | None
     description: str
     created_at: datetime
+    lineage: dict[str, Any] | None = None
 
     @property
     def ref(self) -> str:
@@ -36,7 +37,7 @@ class ModelRecord:
 def _record(row: Model) -> ModelRecord:
     return ModelRecord(row.id, row.name, row.version, row.task, row.digest, row.file_size, row.signature,
                        row.declared_cost_per_1k, row.profile, row.derived_from_id, row.transform, row.description,
-                       row.created_at)
+                       row.created_at, row.lineage)
 
 
 def insert(session: Session, **values: Any) -> ModelRecord:
@@ -94,3 +95,7 @@ def has_predictions(session: Session, model_id: int) -> bool:
 
 def delete(session: Session, model_id: int) -> None:
     session.execute(sa.delete(Model).where(Model.id == model_id))
+
+
+def set_lineage(session: Session, model_id: int, lineage: dict[str, Any]) -> None:
+    session.execute(sa.update(Model).where(Model.id == model_id).values(lineage=lineage))

@@ -107,6 +107,8 @@ class Model(Base):
     transform: Mapped[str | None] = mapped_column(sa.String(20))
     description: Mapped[str] = mapped_column(sa.Text, default="")
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    # a derived model's record of its making, kept when the source is deleted (service.candidates)
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
 
 class Experiment(Base):
