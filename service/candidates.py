@@ -248,6 +248,31 @@ def make_candidates(db: Database, settings: Settings, source_id: int, data_csv: 
     return report
 
 
+def checked_quantize(db: Database, settings: Settings, source_id: int, to: str, check_csv: str | None, *,
+                     version: str | None = None, margin: float = 0.02, min_agreement: float = 0.95,
+                     budget_s: float = PROFILE_BUDGET_S) -> tuple[ModelRecord, Check | None]:
+    """``registry.quantize``, then, with ``check_csv`` (inputs, a 'label' column optional), the same check
+    as every candidate: agreement and quality against its source on those rows, CPU time turn about,
+    stored in its lineage.  The rows are checked before anything is made."""
+    from service.inference.profile import parse_data_csv
+
+    source = registry.get(db, source_id)
+    parsed = parse_data_csv(check_csv, source.signature["feature_names"], field="check_csv") if check_csv else None
+    record = registry.quantize(db, settings, source_id, to, version=version)
+    if parsed is None:
+        return record, None
+    rows, labels = parsed
+    data = registry.local_model_file(db, settings, source.digest).read_bytes()
+    made = registry.local_model_file(db, settings, record.digest).read_bytes()
+    result = check(source.task, registry.get(db, source_id), record, data, made, rows, labels, margin=margin,
+                   min_agreement=min_agreement, budget_s=budget_s)
+    lineage = {**(record.lineage or {}), "data_sha256": hashlib.sha256(check_csv.encode()).hexdigest(),
+               "rows": len(rows), "checked_on": len(rows), "check": result.to_dict()}
+    with db.unit_of_work() as session:
+        model_store.set_lineage(session, record.id, lineage)
+    return registry.get(db, record.id), result
+
+
 def _register(db: Database, settings: Settings, source: ModelRecord, data: bytes, version: str, transform: Transform,
               params: dict[str, Any], lineage: dict[str, Any]) -> ModelRecord:
     """Register a candidate; the same bytes already registered under that version (a rerun) are reused."""

@@ -418,14 +418,26 @@ def models_compare(refs: tuple[str, ...], plot_path: Path | None) -> None:
 @click.argument("model")
 @click.option("--to", "to", type=click.Choice(["int8", "fp16"]), required=True)
 @click.option("--version", "version", default=None, help="version of the new model (default <version>-<to>)")
-def models_quantize(model: str, to: str, version: str | None) -> None:
-    """Register an int8 or fp16 version of MODEL."""
-    from service import registry
+@click.option("--check-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="inputs (a 'label' column optional) to check the new version against MODEL on")
+@click.option("--margin", type=float, default=0.02, show_default=True,
+              help="with --check-csv: how much worse than MODEL (accuracy points, or RMSE) it may be")
+def models_quantize(model: str, to: str, version: str | None, check_csv: Path | None, margin: float) -> None:
+    """Register an int8 or fp16 version of MODEL (with --check-csv: checked against it)."""
+    from service import candidates, registry
 
     rt = _runtime()
     source = _run(lambda: registry.resolve(rt.db, model))
-    record = _run(lambda: registry.quantize(rt.db, rt.settings, source.id, to, version=version))
+    record, checked = _run(lambda: candidates.checked_quantize(
+        rt.db, rt.settings, source.id, to, check_csv.read_text() if check_csv else None, version=version, margin=margin))
     click.echo(f"registered {record.ref} (id {record.id}, derived from {source.ref})")
+    if checked is not None:
+        a, r = checked.agreement, checked.cost_ratio
+        quality = (f"; {a.quality_name} {a.quality:.4f} against {a.source_quality:.4f}" if a.quality_name else "")
+        click.echo(f"checked on {a.rows:,} rows: {a.agreement_name} {a.agreement:.4f}{quality}; CPU time "
+                   f"{r.ratio:.2f}x [{r.low:.2f}, {r.high:.2f}] of {source.ref}'s, timed turn about: {checked.verdict}")
+        if checked.reasons:
+            click.echo(f"warning: {record.ref} is {checked.verdict}: {'; '.join(checked.reasons)}", err=True)
     costs = registry.cost_comparison(registry.get(rt.db, source.id), record)
     if costs:
         before, after = costs

@@ -203,6 +203,7 @@ def quantize(db: Database, settings: Settings, model_id: int, to: str, *, versio
         db, settings, data, name=source.name, version=version or f"{source.version}-{to}", task=source.task,
         description=f"{to} quantization of {source.ref}", derived_from_id=source.id, transform=to,
         feature_names=source.signature.get("feature_names"),
+        lineage={"source": source.ref, "source_sha256": source.digest, "transform": to, "params": {}},
     )
     # Smaller is not always cheaper (int8 on a tiny model can cost more): measure both on this host, so the
     # new version's cost is a measurement beside its source's, not an assumption.

@@ -81,6 +81,12 @@ class BenchmarkRequest(Strict):
 class QuantizeRequest(Strict):
     to: Literal["int8", "fp16"]
     version: str | None = Field(default=None, min_length=1, max_length=50, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+    check_csv: str | None = Field(default=None, max_length=50_000_000, description=(
+        "CSV text with a header of feature names (a 'label' column optional): the new version is checked against "
+        "its source on these rows (agreement, quality, CPU time timed turn about) and the check is stored in "
+        "its lineage"))
+    margin: float = Field(default=0.02, ge=0, lt=1, description="with check_csv: how much worse than the source "
+                                                                 "(accuracy points, or RMSE) it may be")
 
 
 def model_json(r: ModelRecord) -> dict[str, Any]:
@@ -142,7 +148,11 @@ def benchmark_model(path: ModelPath, body: BenchmarkRequest):
 @bp.post("/<int:model_id>/quantize", responses={201: ModelOut, **problem_responses(400, 401, 403, 404, 409, 422)})
 @requires("admin")
 def quantize_model(path: ModelPath, body: QuantizeRequest):
-    """Register an int8 (dynamic quantization) or fp16 version of the model, with lineage."""
+    """Register an int8 (dynamic quantization) or fp16 version of the model, with lineage; with
+    ``check_csv``, checked against its source (``lineage.check.verdict``)."""
+    from service.candidates import checked_quantize
+
     rt = runtime()
-    record = registry.quantize(rt.db, rt.settings, path.model_id, body.to, version=body.version)
+    record, _ = checked_quantize(rt.db, rt.settings, path.model_id, body.to, body.check_csv, version=body.version,
+                                 margin=body.margin)
     return model_json(record), 201

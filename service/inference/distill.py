@@ -59,7 +59,7 @@ def _require() -> None:
         import skl2onnx  # noqa: F401
         import sklearn  # noqa: F401
     except ImportError:
-        raise NotImplementedHere("distillation needs scikit-learn and skl2onnx: pip install 'frugal[optimize]'") from None
+        raise NotImplementedHere("distillation needs scikit-learn and skl2onnx: install the package's optimize extra (pip install 'frugal[optimize]')") from None
 
 
 def distill(task: str, signature: dict[str, Any], rows: list[list[float]], teacher_answers: list[Any],

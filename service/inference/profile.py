@@ -47,7 +47,7 @@ def parse_data_csv(text: str, feature_names: list[str], *, field: str = "data_cs
     missing = [n for n in feature_names if n not in header]
     labelled = "label" in header
     if (need_labels and not labelled) or missing:
-        problem = "has no 'label' column" if not missing else f"lacks feature columns {missing[:5]}"
+        problem = "has no 'label' column" if need_labels and not labelled else f"lacks feature columns {missing[:5]}"
         raise ValidationFailed(f"the {'labelled ' if need_labels else ''}CSV does not fit the model",
                                errors=[field_error(field, problem)])
     rows, labels = [], []
