@@ -364,6 +364,13 @@ def models_register(path: Path, name: str, version: str, task: str, cost_per_1k:
     click.echo(f"registered {record.ref} (id {record.id}, sha256 {record.digest[:12]}, {record.file_size} bytes)")
 
 
+def _echo_table(table: list[tuple[str, ...]]) -> None:
+    """Rows of text cells in left-aligned columns (the first row is the header)."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
 @models.command("bench")
 @click.argument("model")
 @click.option("--labelled-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
@@ -400,9 +407,7 @@ def models_compare(refs: tuple[str, ...], plot_path: Path | None) -> None:
                          fmt(r.cost_per_1m, "usd_sig") if r.cost_per_1m is not None else "n/a (not benchmarked)",
                          f"{r.p95_ms:.3g} ms" if r.p95_ms is not None else "n/a", fmt(r.memory_mb, "mb"),
                          "yes" if r.on_frontier else "") for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    _echo_table(table)
     click.echo(f"cost: benchmarked CPU time per prediction x ${rt.settings.price_per_core_hour:g} per core-hour "
                "(FRUGAL_PRICE_PER_CORE_HOUR), plus any declared cost; frontier: no other model with the same quality "
                "figure is both better and cheaper")
@@ -495,9 +500,7 @@ def models_candidates(model: str, data_csv: Path, margin: float, students: str, 
                       f"{k.p95_ms:.3g} ms" if k.p95_ms is not None else "n/a",
                       "yes" if c.record.ref in best else "",
                       str(k.verdict) + (f" ({'; '.join(k.reasons)})" if k.reasons else "")))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    _echo_table(table)
     click.echo(f"cost: the champion's benchmarked CPU time x ${rt.settings.price_per_core_hour:g} per core-hour, "
                "times each candidate's CPU-time ratio (both timed turn about in one process, 95% interval); "
                "quality and agreement on the held-out rows")
