@@ -163,13 +163,7 @@ def check(task: str, source: ModelRecord, derived: ModelRecord, source_data: byt
                  p95, verdict, tuple(reasons))
 
 
-def _versions(source: ModelRecord) -> Any:
-    def version(suffix: str) -> str:
-        return f"{source.version}-{suffix}"[:50]
-    return version
-
-
-def _derive(task: str, source: ModelRecord, data: bytes, train_rows, train_answers,
+def _derive(source: ModelRecord, data: bytes, train_rows, train_answers,
             students: list[str], prune_shares, quantize: tuple[str, ...]) -> list[tuple[Transform, dict, bytes | str, str]]:
     """(transform, params, ONNX bytes or the reason it does not apply, version suffix) per candidate."""
     from service.inference.distill import Student, distill
@@ -191,7 +185,7 @@ def _derive(task: str, source: ModelRecord, data: bytes, train_rows, train_answe
             made.append((Transform.PRUNE, {"trees": keep, "of": ensemble.trees, "averaged": ensemble.averaged},
                          prune_trees(data, keep), f"prune{keep}"))
     if students:
-        for student in distill(task, source.signature, train_rows, train_answers, [Student(s) for s in students]):
+        for student in distill(source.task, source.signature, train_rows, train_answers, [Student(s) for s in students]):
             made.append((Transform.DISTILL, {"student": str(student.student), "trained_on": student.trained_on},
                          student.data, f"distill-{student.student}"))
     return made
@@ -227,16 +221,15 @@ def make_candidates(db: Database, settings: Settings, source_id: int, data_csv: 
 
     registry.profile_model(db, settings, source.id, labelled_csv=holdout_csv, budget_s=budget_s)
     source = registry.get(db, source.id)
-    version = _versions(source)
     report = CandidateReport(source, data_sha, len(rows), len(hold_rows))
-    for transform, params, made, suffix in _derive(source.task, source, data, train_rows, [o.prediction for o in teacher],
+    for transform, params, made, suffix in _derive(source, data, train_rows, [o.prediction for o in teacher],
                                                    students, prune_shares, quantize):
         if isinstance(made, str):
             report.candidates.append(Candidate(transform, params, None, skipped=made))
             continue
         lineage = {"source": source.ref, "source_sha256": source.digest, "transform": str(transform), "params": params,
                    "data_sha256": data_sha, "rows": len(rows), "checked_on": len(hold_rows)}
-        record = _register(db, settings, source, made, version(suffix), transform, params, lineage)
+        record = _register(db, settings, source, made, f"{source.version}-{suffix}"[:50], transform, params, lineage)
         registry.profile_model(db, settings, record.id, labelled_csv=holdout_csv, budget_s=budget_s)
         record = registry.get(db, record.id)
         result = check(source.task, source, record, data, made, hold_rows, hold_labels, margin=margin,
